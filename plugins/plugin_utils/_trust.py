@@ -1,0 +1,426 @@
+# Copyright: (c) 2026, hybridmail.exchange contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Would Exchange Online accept this certificate? RFC 5280 path validation plus every independent reason
+why not.
+
+Exchange Online accepts a hybrid certificate only when it chains to a root of the Microsoft Trusted Root
+Program with the intermediates the *server* sends (it does not fetch missing ones), is in its validity
+period, covers the name, and so on (docs: exchange-facts.md). evaluate() answers that and lists *all*
+the reasons a certificate fails, not only the first one, so one report tells an admin everything to fix.
+
+How the reasons are computed:
+- Proof of trust is cryptography's serverAuth verifier (PolicyBuilder ... build_server_verifier(DNSName)
+  .verify(leaf, intermediates)) with the trust bundle as store and only the intermediates the server
+  holds. `trusted` is True only when that succeeds and no other reason applies.
+- The verifier stops at its first objection, and refuses some things outright (SHA-1/MD5 signatures,
+  expired certificates, missing SAN ...). So validity dates, key size, signature hash, EKU, private key,
+  self-signature and name coverage are checked directly on the parsed facts, each on its own.
+- Reachability of the bundle is decided by a small path search of our own (issuer name + signature,
+  see _search_path), because the verifier's refusals would hide it: an expired, SHA-1-signed certificate
+  from a trusted CA must read "expired, weak_signature", not "unknown_root". The search runs first with
+  the intermediates the server holds, then, if that fails, also with `known_intermediates` (other
+  servers' chains, intermediates the caller knows): reaching the bundle only then is `incomplete_chain`
+  (the server would send a chain Exchange Online cannot complete), never reaching it is `unknown_root`.
+  A self-signed certificate outside the bundle is both `self_signed` and `unknown_root`: both are true.
+- The verifier itself runs at a time inside the leaf's validity window (now, clamped), so an expired
+  leaf does not mask other chain defects. When it still refuses and no reason above explains the refusal,
+  its own message becomes the reason `chain_invalid` (e.g. an expired intermediate, a CA without
+  keyUsage, a leaf without subjectAltName).
+
+Exchange's own Status and RootCAType are copied into the verdict for the report; they prove nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+from cryptography import x509
+from cryptography.x509.verification import DNSName, PolicyBuilder, Store, VerificationError
+
+from . import _model
+
+PARSE_ERROR = "parse_error"
+SELF_SIGNED = "self_signed"
+UNKNOWN_ROOT = "unknown_root"
+INCOMPLETE_CHAIN = "incomplete_chain"
+CHAIN_INVALID = "chain_invalid"
+EXPIRED = "expired"
+NOT_YET_VALID = "not_yet_valid"
+NAME_MISMATCH = "name_mismatch"
+NO_PRIVATE_KEY = "no_private_key"
+WEAK_KEY = "weak_key"
+WEAK_SIGNATURE = "weak_signature"
+NOT_SERVER_AUTH = "not_server_auth"
+
+# Every reason code, in the order a verdict lists them.
+REASON_CODES = (
+    PARSE_ERROR,
+    SELF_SIGNED,
+    UNKNOWN_ROOT,
+    INCOMPLETE_CHAIN,
+    CHAIN_INVALID,
+    EXPIRED,
+    NOT_YET_VALID,
+    NAME_MISMATCH,
+    NO_PRIVATE_KEY,
+    WEAK_KEY,
+    WEAK_SIGNATURE,
+    NOT_SERVER_AUTH,
+)
+
+# Reasons that by themselves make cryptography's verifier refuse: when one applies, the verifier's
+# refusal says nothing new and is not reported again as chain_invalid.
+_VERIFIER_REFUSES = frozenset({SELF_SIGNED, UNKNOWN_ROOT, INCOMPLETE_CHAIN, NAME_MISMATCH, WEAK_SIGNATURE, NOT_SERVER_AUTH})
+
+WEAK_SIGNATURE_HASHES = frozenset({"md2", "md4", "md5", "sha1"})
+MIN_EC_KEY_BITS = 256
+
+# Longer paths than this do not occur in the Web PKI; the bound keeps a hostile pool from making the
+# search expensive.
+_MAX_PATH_LENGTH = 8
+
+
+class TrustBundleError(Exception):
+    """The trust bundle cannot be used; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class CertificatePool:
+    """Certificates indexed by subject, so finding the issuers of one is a lookup, not a scan."""
+
+    certificates: tuple[x509.Certificate, ...]
+    by_subject: Mapping[x509.Name, tuple[x509.Certificate, ...]] = field(repr=False, compare=False)
+    members: frozenset[x509.Certificate] = field(repr=False, compare=False)
+
+    @classmethod
+    def of(cls, certificates: Iterable[x509.Certificate]) -> CertificatePool:
+        unique = tuple(dict.fromkeys(certificates))
+        by_subject: dict[x509.Name, tuple[x509.Certificate, ...]] = {}
+        for cert in unique:
+            by_subject[cert.subject] = by_subject.get(cert.subject, ()) + (cert,)
+        return cls(certificates=unique, by_subject=by_subject, members=frozenset(unique))
+
+    def issuers_of(self, cert: x509.Certificate) -> tuple[x509.Certificate, ...]:
+        """Candidates only: their subject is cert's issuer; the signature is not checked here."""
+        return self.by_subject.get(cert.issuer, ())
+
+    def __contains__(self, cert: x509.Certificate) -> bool:
+        return cert in self.members
+
+    def __add__(self, other: CertificatePool) -> CertificatePool:
+        return CertificatePool.of(self.certificates + other.certificates)
+
+
+def _as_pool(certificates: CertificatePool | Iterable[x509.Certificate]) -> CertificatePool:
+    return certificates if isinstance(certificates, CertificatePool) else CertificatePool.of(certificates)
+
+
+def server_pool(certificates: Iterable[_model.Certificate], chains: Iterable[_model.CertificateChain] = ()) -> CertificatePool:
+    """Everything a server holds and can send: its certificates and the chains Windows builds for them."""
+    held = [certificate.x509.cert for certificate in certificates if certificate.x509 is not None]
+    for chain in chains:
+        held.extend(chain.certificates)
+    return CertificatePool.of(held)
+
+
+@dataclass(frozen=True)
+class TrustStore:
+    """The roots Exchange Online is assumed to trust."""
+
+    source: str  # the bundle's path, for reports
+    anchors: CertificatePool
+    skipped: tuple[str, ...]  # PEM blocks that could not be read, with the reason
+    verifier_store: Store = field(repr=False, compare=False)
+
+
+_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
+_PEM_END = b"-----END CERTIFICATE-----"
+
+
+def _pem_blocks(data: bytes) -> list[bytes]:
+    blocks, start = [], data.find(_PEM_BEGIN)
+    while start != -1:
+        end = data.find(_PEM_END, start)
+        if end == -1:
+            blocks.append(data[start:])
+            break
+        blocks.append(data[start : end + len(_PEM_END)])
+        start = data.find(_PEM_BEGIN, end)
+    return blocks
+
+
+def trust_store_from_pem(data: bytes, source: str) -> TrustStore:
+    """A TrustStore from PEM text. One unreadable block is skipped (and listed), so one odd root in a
+    large corporate bundle does not stop a fleet run; a bundle with no readable certificate is an error."""
+    anchors, skipped = [], []
+    for position, block in enumerate(_pem_blocks(data), start=1):
+        try:
+            with _model.quiet_certificate_loading():
+                anchors.append(x509.load_pem_x509_certificate(block))
+        except _model.CERTIFICATE_READ_ERRORS as exc:
+            skipped.append("certificate %d: %s" % (position, exc))
+    if not anchors:
+        if skipped:
+            raise TrustBundleError("trust bundle %s holds no readable certificate (%s)" % (source, "; ".join(skipped)))
+        raise TrustBundleError("trust bundle %s holds no PEM certificate (-----BEGIN CERTIFICATE-----); a PEM bundle is expected" % source)
+    return TrustStore(source=source, anchors=CertificatePool.of(anchors), skipped=tuple(skipped), verifier_store=Store(anchors))
+
+
+def _default_bundle_path() -> str:
+    try:
+        import certifi  # only the default bundle needs it
+    except ImportError:
+        raise TrustBundleError(
+            "the default trust bundle (Mozilla's roots) needs the Python package certifi on the Ansible "
+            "controller: install it (pip install certifi) or give a PEM trust bundle path"
+        ) from None
+    return certifi.where()
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(path: str, mtime_ns: int, size: int) -> TrustStore:
+    # mtime and size are part of the key so that a bundle replaced during a long run is read again.
+    try:
+        with open(path, "rb") as bundle:
+            data = bundle.read()
+    except OSError as exc:
+        raise TrustBundleError("cannot read trust bundle %s: %s" % (path, exc.strerror or exc)) from None
+    return trust_store_from_pem(data, path)
+
+
+def load_trust_bundle(path: str | None = None) -> TrustStore:
+    """The trust bundle at path (PEM), or Mozilla's roots from certifi when path is None.
+
+    Loaded once per file and process: fleet runs evaluate thousands of certificates against it.
+    Raises TrustBundleError with a message for the user.
+    """
+    resolved = os.path.realpath(os.path.expanduser(path if path is not None else _default_bundle_path()))
+    try:
+        status = os.stat(resolved)
+    except OSError as exc:
+        raise TrustBundleError("cannot read trust bundle %s: %s" % (resolved, exc.strerror or exc)) from None
+    return _load_cached(resolved, status.st_mtime_ns, status.st_size)
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str  # one of REASON_CODES
+    text: str  # for humans; may change between releases, unlike the code
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    subject: str  # as Exchange shows names
+    thumbprint: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    thumbprint: str
+    trusted: bool  # Exchange Online can be expected to accept the certificate for one of `names`
+    reasons: tuple[Reason, ...]  # all that apply, in REASON_CODES order; empty exactly when trusted
+    chain: tuple[ChainLink, ...]  # leaf first: the validated path, else the longest path found
+    chain_validated: bool  # whether `chain` was validated by cryptography's verifier
+    names: tuple[str, ...]  # the host names the certificate was judged for
+    status: str | None  # Exchange's Status, beside the verdict, not part of it
+    root_ca_type: str | None  # Exchange's RootCAType, likewise
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(reason.code for reason in self.reasons)
+
+
+# Signature checks are the costly part of a path search, and a fleet repeats the same pairs (the same
+# hybrid certificate and intermediate on every server), so they are computed once per pair.
+_signed_by = functools.lru_cache(maxsize=4096)(_model.signed_by)
+
+
+def _search_path(leaf: x509.Certificate, pool: CertificatePool, anchors: CertificatePool) -> tuple[tuple[x509.Certificate, ...], bool]:
+    """(path, reached): a path from leaf to a trust anchor through pool, or the longest path found.
+
+    Depth-first over issuer candidates (indexed by name) whose signature verifies; ignores dates and
+    policy on purpose, those are separate reasons.
+    """
+
+    def extend(path):
+        tip = path[-1]
+        if tip in anchors:
+            return path, True
+        longest = path
+        if len(path) < _MAX_PATH_LENGTH:
+            for issuer in anchors.issuers_of(tip) + pool.issuers_of(tip):
+                if issuer in path or not _signed_by(tip, issuer):
+                    continue
+                found, reached = extend(path + (issuer,))
+                if reached:
+                    return found, True
+                if len(found) > len(longest):
+                    longest = found
+        return longest, False
+
+    return extend((leaf,))
+
+
+def _subject(cert: x509.Certificate) -> str:
+    return _model.windows_name(cert.subject)
+
+
+def _reachability(
+    leaf, server: CertificatePool, known: CertificatePool, store: TrustStore
+) -> tuple[tuple[x509.Certificate, ...], list[Reason]]:
+    """The path the server's own certificates give, and unknown_root/incomplete_chain when it fails."""
+    path, reached = _search_path(leaf, server, store.anchors)
+    if reached:
+        return path, []
+    completed, reached_with_known = _search_path(leaf, server + known, store.anchors)
+    if reached_with_known:
+        missing = [cert for cert in completed[1:-1] if cert not in server]
+        return path, [
+            Reason(
+                INCOMPLETE_CHAIN,
+                "chains to %s only through %s, which the server does not hold; Exchange Online does not fetch missing intermediates"
+                % (_subject(completed[-1]), ", ".join("%s (%s)" % (_subject(cert), _model.sha1_thumbprint(cert)) for cert in missing)),
+            )
+        ]
+    return path, [Reason(UNKNOWN_ROOT, "the chain ends at %s, which is not in the trust bundle %s" % (_subject(path[-1]), store.source))]
+
+
+def _timestamp(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _validity_reasons(facts: _model.X509Facts, now: datetime.datetime) -> list[Reason]:
+    if now > facts.not_after:
+        return [Reason(EXPIRED, "expired on %s" % _timestamp(facts.not_after))]
+    if now < facts.not_before:
+        return [Reason(NOT_YET_VALID, "not valid before %s" % _timestamp(facts.not_before))]
+    return []
+
+
+def _key_reasons(facts: _model.X509Facts, min_key_bits: int) -> list[Reason]:
+    if facts.key_bits is None:
+        return [Reason(WEAK_KEY, "the key algorithm is not supported")]
+    if facts.key_type in ("RSA", "DSA") and facts.key_bits < min_key_bits:
+        return [Reason(WEAK_KEY, "%s key of %d bits; at least %d required" % (facts.key_type, facts.key_bits, min_key_bits))]
+    if facts.key_type == "EC" and facts.key_bits < MIN_EC_KEY_BITS:
+        return [Reason(WEAK_KEY, "EC key on a %d-bit curve; at least %d required" % (facts.key_bits, MIN_EC_KEY_BITS))]
+    return []
+
+
+def _signature_reasons(facts: _model.X509Facts) -> list[Reason]:
+    if facts.signature_hash in WEAK_SIGNATURE_HASHES:
+        return [Reason(WEAK_SIGNATURE, "signed with %s" % facts.signature_hash.upper())]
+    return []
+
+
+def _usage_reasons(facts: _model.X509Facts) -> list[Reason]:
+    # anyExtendedKeyUsage is not enough, as for cryptography's verifier and the CA/Browser Forum rules.
+    if facts.ekus is not None and "serverAuth" not in facts.ekus:
+        return [Reason(NOT_SERVER_AUTH, "extended key usage %s lacks serverAuth" % (", ".join(facts.ekus) or "(empty)"))]
+    return []
+
+
+def _private_key_reasons(certificate: _model.Certificate) -> list[Reason]:
+    # Only a reported False counts: None means the property did not come back, which proves nothing.
+    if certificate.has_private_key is False:
+        return [Reason(NO_PRIVATE_KEY, "the server has no private key for it, so it cannot present it")]
+    return []
+
+
+def _name_reasons(names: Sequence[str], covered: Sequence[str], facts: _model.X509Facts) -> list[Reason]:
+    if covered:
+        return []
+    presented = facts.dns_names or ((facts.subject_cn,) if facts.subject_cn else ())
+    return [Reason(NAME_MISMATCH, "covers %s, not %s" % (", ".join(presented) or "no name", ", ".join(names)))]
+
+
+def _validate(leaf, server: CertificatePool, store: TrustStore, names: Sequence[str], at: datetime.datetime):
+    """(validated path, None) from cryptography's serverAuth verifier, or (None, its objections)."""
+    objections = []
+    for name in names:
+        try:
+            subject = DNSName(name)
+        except ValueError:
+            objections.append("%s is not a DNS name" % name)
+            continue
+        verifier = PolicyBuilder().store(store.verifier_store).time(at).build_server_verifier(subject)
+        try:
+            return tuple(verifier.verify(leaf, server.certificates)), None
+        except VerificationError as exc:
+            objections.append(str(exc))
+    return None, "; ".join(dict.fromkeys(objections)) or "no name to validate"
+
+
+def _links(path: Iterable[x509.Certificate]) -> tuple[ChainLink, ...]:
+    return tuple(ChainLink(subject=_subject(cert), thumbprint=_model.sha1_thumbprint(cert)) for cert in path)
+
+
+def _ordered(reasons: Iterable[Reason]) -> tuple[Reason, ...]:
+    return tuple(sorted(reasons, key=lambda reason: REASON_CODES.index(reason.code)))
+
+
+def evaluate(
+    certificate: _model.Certificate,
+    *,
+    intermediates: CertificatePool | Iterable[x509.Certificate],
+    store: TrustStore,
+    names: Sequence[str],
+    now: datetime.datetime,
+    min_key_bits: int = 2048,
+    known_intermediates: CertificatePool | Iterable[x509.Certificate] = (),
+) -> Verdict:
+    """Judge one certificate as the certificate a server presents to Exchange Online.
+
+    intermediates: what the server holds and sends (server_pool()); pass a CertificatePool to share
+    the index across many calls. known_intermediates: certificates available elsewhere, used only to
+    tell incomplete_chain from unknown_root. names: the FQDNs facing Exchange Online; the certificate
+    must cover one of them. now: aware datetime.
+    """
+    names = tuple(name for name in names if name)
+    if not names:
+        raise ValueError("names must hold at least one host name facing Exchange Online")
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    exchange_view = dict(thumbprint=certificate.thumbprint, names=names, status=certificate.status, root_ca_type=certificate.root_ca_type)
+    facts = certificate.x509
+    if facts is None:
+        return Verdict(
+            trusted=False,
+            reasons=(Reason(PARSE_ERROR, certificate.parse_error or "no certificate data"),),
+            chain=(),
+            chain_validated=False,
+            **exchange_view,
+        )
+
+    server = _as_pool(intermediates)
+    covered = [name for name in names if _model.name_matches(name, certificate)]
+    reasons = [Reason(PARSE_ERROR, certificate.parse_error)] if certificate.parse_error else []
+    if facts.self_signed:
+        reasons.append(Reason(SELF_SIGNED, "self-signed: no public CA vouches for it"))
+    path, chain_reasons = _reachability(facts.cert, server, _as_pool(known_intermediates), store)
+    reasons += chain_reasons
+    reasons += _validity_reasons(facts, now)
+    reasons += _name_reasons(names, covered, facts)
+    reasons += _private_key_reasons(certificate)
+    reasons += _key_reasons(facts, min_key_bits)
+    reasons += _signature_reasons(facts)
+    reasons += _usage_reasons(facts)
+
+    # Inside the leaf's validity window, so that expiry (already a reason) does not hide chain defects.
+    validation_time = min(max(now, facts.not_before), facts.not_after)
+    validated, objections = _validate(facts.cert, server, store, covered, validation_time)
+    if validated is None and not _VERIFIER_REFUSES.intersection(reason.code for reason in reasons):
+        reasons.append(Reason(CHAIN_INVALID, "path validation failed: %s" % objections))
+
+    return Verdict(
+        trusted=not reasons,
+        reasons=_ordered(reasons),
+        chain=_links(validated if validated is not None else path),
+        chain_validated=validated is not None,
+        **exchange_view,
+    )
