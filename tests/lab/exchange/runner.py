@@ -1,0 +1,205 @@
+"""What runner.ps1 does with one decoded request, emulated (docs/wire-contract.md, "Execution").
+
+Validation refuses a request whole (BadRequest / RequestRefused); the Exchange session is loaded
+once, only if a call needs an Exchange cmdlet (SessionLoadFailed otherwise). Calls then run in
+order, each in its own try/catch. The first failed mutation, or a failed guard (error or
+mismatch), aborts the batch: later mutations are reported as skipped, Get-* calls still run so that
+the controller can verify what happened.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+
+from tests.lab.exchange import cmdlets, errors, params
+from tests.lab.exchange.contract import runner_contract as contract
+from tests.lab.exchange.convert import convert, select
+
+
+class RequestProblem(Exception):
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class CallContext:
+    """What a cmdlet handler may use: the server, ShouldProcess, and the change log of the call."""
+
+    def __init__(self, server, cmdlet: str, spec, args: dict):
+        self.server = server
+        self.cmdlet = cmdlet
+        self.spec = spec
+        self.args = args
+        self.changes: list = []
+        self.touched: set = set()
+        self.organization_changed = False
+        self.what_if = False
+
+    def target_server(self, identity, cmdlet_name: str | None = None):
+        """The server a -Server argument names (the local one when absent)."""
+        if not identity:
+            return self.server
+        return self.server.resolve_server(identity, cmdlet_name or self.cmdlet)
+
+    def should_process(self, action: str) -> bool:
+        """PowerShell's ShouldProcess: WhatIf -> False; a confirmation prompt fails non-interactively."""
+        confirm = self.args.get("Confirm")
+        if self.args.get("WhatIf"):
+            self.what_if = True
+            self.changes.append("What if: %s" % action)
+            return False
+        if confirm is True or (self.spec.confirm_impact == "High" and confirm is not False):
+            raise errors.prompt_error(self.cmdlet)
+        return True
+
+    def change(self, text: str) -> None:
+        self.changes.append(text)
+
+    def touch(self, server) -> None:
+        self.touched.add(server)
+
+    def touch_organization(self) -> None:
+        self.organization_changed = True
+
+
+def _resolve_typed(value, server):
+    """Typed values ({"__hybridmail": ...}) -> their PowerShell values, recursively (hashtables too)."""
+    if isinstance(value, dict):
+        if "__hybridmail" in value:
+            kind = value["__hybridmail"]
+            if kind == "computername":
+                return server.name
+            if kind == "days_ago":
+                days = value.get("value")
+                if isinstance(days, bool) or not isinstance(days, (int, float)):
+                    raise RequestProblem("BadRequest", "days_ago needs a numeric value, got %r" % (days,))
+                return server.now() - datetime.timedelta(days=days)
+            raise RequestProblem("BadRequest", "unknown typed value %r" % (kind,))
+        return {key: _resolve_typed(item, server) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_resolve_typed(item, server) for item in value]
+    return value
+
+
+def _validate(request) -> None:
+    if not isinstance(request, dict):
+        raise RequestProblem("BadRequest", "the request is not a JSON object")
+    if request.get("version") != contract.WIRE_VERSION:
+        raise RequestProblem(
+            "BadRequest", "unsupported request version %r (this runner speaks %d)"
+            % (request.get("version"), contract.WIRE_VERSION)
+        )
+    session = request.get("session", {"load": "auto"})
+    if not isinstance(session, dict) or session.get("load", "auto") not in contract.SESSION_LOADS:
+        raise RequestProblem("BadRequest", "session.load must be one of %s" % ", ".join(contract.SESSION_LOADS))
+    calls = request.get("calls")
+    if not isinstance(calls, list):
+        raise RequestProblem("BadRequest", "calls must be a list")
+    for index, call in enumerate(calls):
+        if not isinstance(call, dict) or not isinstance(call.get("cmdlet"), str):
+            raise RequestProblem("BadRequest", "call %d has no cmdlet" % index)
+        if not isinstance(call.get("parameters", {}) or {}, dict):
+            raise RequestProblem("BadRequest", "call %d: parameters must be an object" % index)
+        properties = call.get("properties") or []
+        if not isinstance(properties, list) or not all(isinstance(name, str) for name in properties):
+            raise RequestProblem("BadRequest", "call %d: properties must be a list of names" % index)
+        if "expect" in call and call["expect"] is not None:
+            if contract.is_mutation(call["cmdlet"]):
+                raise RequestProblem("BadRequest", "call %d: expect is only allowed on Get-* calls" % index)
+            if not isinstance(call["expect"], list) or not all(isinstance(row, dict) for row in call["expect"]):
+                raise RequestProblem("BadRequest", "call %d: expect must be a list of objects" % index)
+    for call in calls:
+        if call["cmdlet"] not in contract.ALLOWED_CMDLETS:
+            raise RequestProblem("RequestRefused", "cmdlet '%s' is not allowed" % call["cmdlet"])
+    if request.get("read_only", False) is not False:
+        for call in calls:
+            if contract.is_mutation(call["cmdlet"]):
+                raise RequestProblem(
+                    "RequestRefused", "read-only request names '%s', which is not a Get-* cmdlet" % call["cmdlet"]
+                )
+
+
+def _guard_properties(expect: list) -> list:
+    names: list = []
+    for row in expect:
+        for name in row:
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _guard_matches(objects: list, expect: list) -> bool:
+    names = _guard_properties(expect)
+    actual = [select(obj, names) for obj in objects]
+    return contract.canonical_rows(actual, names) == contract.canonical_rows(expect, names)
+
+
+def execute(server, request) -> dict:
+    """Run one request on `server` (its organisation's lock is held by the caller)."""
+    started = time.perf_counter()
+    response = {"version": contract.WIRE_VERSION, "host": server.name}
+    try:
+        _validate(request)
+        calls = request["calls"]
+        arguments = [_resolve_typed(call.get("parameters") or {}, server) for call in calls]
+        needs_exchange = any(cmdlets.REGISTRY[call["cmdlet"]].exchange for call in calls)
+        load = server.load_session((request.get("session") or {}).get("load", "auto")) if needs_exchange else "none"
+    except RequestProblem as problem:
+        response.update(error={"type": problem.kind, "message": problem.message}, calls=[])
+        return response
+    results = []
+    aborted = False
+    changed_servers: set = set()
+    organization_changed = False
+    for call, call_arguments in zip(calls, arguments):
+        name = call["cmdlet"]
+        mutation = contract.is_mutation(name)
+        result = {"id": call.get("id")}
+        if aborted and mutation:
+            result.update(ok=False, skipped=True)
+            results.append(result)
+            continue
+        spec = cmdlets.REGISTRY[name]
+        ctx = None
+        try:
+            if spec.exchange and load == "none":
+                raise errors.command_not_found(name)
+            server.count_call(name)
+            if server.fault_fires(name):
+                raise errors.injected_fault(name, server.faults[name.lower()].message)
+            bound = params.bind(name, spec.params, spec.should_process, call_arguments)
+            ctx = CallContext(server, name, spec, bound)
+            objects = spec.handler(ctx, bound)
+        except errors.CmdletError as error:
+            result.update(ok=False, error=error.to_json())
+            if mutation:
+                server.record_mutation(name, call_arguments, error=error, changes=ctx.changes if ctx else [])
+            if mutation or call.get("expect") is not None:
+                aborted = True
+            results.append(result)
+            continue
+        properties = call.get("properties") or []
+        result.update(ok=True, objects=[select(obj, properties) for obj in objects] if properties else [])
+        if call.get("expect") is not None and not _guard_matches(objects, call["expect"]):
+            result["guard_failed"] = True
+            aborted = True
+        if mutation:
+            server.record_mutation(name, call_arguments, changes=ctx.changes, what_if=ctx.what_if)
+            changed_servers |= ctx.touched
+            organization_changed |= ctx.organization_changed
+        results.append(result)
+    server.after_mutations(changed_servers, organization_changed)
+    response["runner"] = {
+        "powershell": server.powershell_version,
+        "load": load,
+        "elapsed_ms": int((time.perf_counter() - started) * 1000),
+    }
+    response["calls"] = results
+    return response
+
+
+def parameters_for_log(arguments: dict) -> dict:
+    """Parameters as the mutation log keeps them (JSON-able)."""
+    return convert(arguments)

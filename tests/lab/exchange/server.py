@@ -1,0 +1,379 @@
+"""One simulated Exchange server: its stores, bindings, connectors, queue, event log and audit trail."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from tests.lab import pki
+from tests.lab.exchange import chain as chains
+from tests.lab.exchange import errors, mailflow, runner
+from tests.lab.exchange import services as svc
+from tests.lab.exchange.convert import convert
+from tests.lab.exchange.model import EventRecord, Fault, same_tls_name
+
+
+@dataclass(frozen=True)
+class Version:
+    admin_display_version: str
+    os_version: str
+    powershell_version: str
+    snapin: str  # the snap-in that 'auto' loads
+
+
+VERSIONS = {
+    "2013": Version("Version 15.0 (Build 1497.2)", "6.3.9600", "5.1.14409.1029",
+                    "Microsoft.Exchange.Management.PowerShell.SnapIn"),
+    "2016": Version("Version 15.1 (Build 2507.6)", "10.0.14393", "5.1.14393.6343",
+                    "Microsoft.Exchange.Management.PowerShell.SnapIn"),
+    "2019": Version("Version 15.2 (Build 1544.4)", "10.0.17763", "5.1.17763.5830",
+                    "Microsoft.Exchange.Management.PowerShell.SnapIn"),
+    "SE": Version("Version 15.2 (Build 2562.17)", "10.0.20348", "5.1.20348.2849",
+                  "Microsoft.Exchange.Management.PowerShell.SnapIn"),
+}
+SESSION_METHODS = ("snapin", "e2010", "remote_exchange")
+
+
+class ExchangeServer:
+    """State of one server plus the entry points the WinRM endpoint and the control API call."""
+
+    def __init__(self, *, org, name: str, fqdn: str, domain: str, role: str, version: str, locale: str,
+                 enable_behavior: str, tls, clock, edition: str = "Standard", session: dict | None = None,
+                 initial_messages: int = 0):
+        self.org = org
+        self.name = name
+        self.fqdn = fqdn
+        self.domain = domain
+        self.role = role  # "Mailbox" or "Edge"
+        self.version = version
+        self.locale = locale
+        self.enable_behavior = enable_behavior
+        self.tls = tls
+        self.edition = edition
+        self._clock = clock
+        self.session = dict(session or {})
+        self.initial_messages = initial_messages
+        self.certificates: dict = {}  # thumbprint -> InstalledCertificate (Cert:\LocalMachine\My)
+        self.intermediate_store: dict = {}  # thumbprint -> pki.Issued (Intermediate Certification Authorities)
+        self.root_store: dict = {}  # thumbprint -> (pki.Issued, RootCAType)
+        self.aia_pool: list = []  # CA certificates Windows could fetch through AIA (Exchange's Status only)
+        self.internal_transport_thumbprint: str | None = None
+        self.web_thumbprint: str | None = None  # Default Web Site binding
+        self.backend_thumbprint: str | None = None  # Exchange Back End binding (the self-signed one)
+        self.receive_connectors: list = []
+        self.queue = None
+        self.queue_number = 7
+        self.mail_flow: dict = {}
+        self.events: list = []
+        self.next_record_id = 1000
+        self.mutations: list = []
+        self.call_counts: dict = {}
+        self.faults: dict = {}
+
+    # ----------------------------------------------------------------------------------- basics
+
+    @property
+    def is_edge(self) -> bool:
+        return self.role == "Edge"
+
+    @property
+    def lock(self):
+        return self.org.lock
+
+    def now(self) -> datetime.datetime:
+        return self._clock().astimezone(datetime.timezone.utc).replace(microsecond=0)
+
+    @property
+    def powershell_version(self) -> str:
+        return VERSIONS[self.version].powershell_version
+
+    @property
+    def os_version(self) -> str:
+        return VERSIONS[self.version].os_version
+
+    def services_of(self, cert) -> int:
+        """Services as Exchange reports them: stored flags plus IIS when an IIS site is bound to it."""
+        value = cert.services
+        if cert.thumbprint in (self.web_thumbprint, self.backend_thumbprint):
+            value |= svc.IIS
+        return value
+
+    def trusted_roots(self) -> dict:
+        return {thumbprint: root_ca_type for thumbprint, (_root, root_ca_type) in self.root_store.items()}
+
+    def local_chain(self, issued: pki.Issued) -> chains.Chain:
+        """The chain as Windows builds it here: local stores only (what Schannel can send)."""
+        candidates = [cert.issued for cert in self.certificates.values()]
+        candidates += list(self.intermediate_store.values())
+        candidates += [root for root, _root_ca_type in self.root_store.values()]
+        return chains.build_chain(issued, candidates, self.trusted_roots(), self.now())
+
+    def exchange_opinion(self, cert) -> tuple:
+        """(Status, RootCAType) of Get-ExchangeCertificate: the chain may use AIA-fetchable CAs."""
+        candidates = [c.issued for c in self.certificates.values()] + list(self.intermediate_store.values())
+        candidates += [root for root, _root_ca_type in self.root_store.values()] + self.aia_pool
+        status, root_ca_type = chains.exchange_opinion(
+            chains.build_chain(cert.issued, candidates, self.trusted_roots(), self.now())
+        )
+        return cert.status_override or status, cert.root_ca_type_override or root_ca_type
+
+    # ------------------------------------------------------------------------------- resolution
+
+    def visible_servers(self) -> list:
+        """Servers this one's directory knows: the whole organisation, or only itself on an Edge (ADAM)."""
+        if self.is_edge:
+            return [self]
+        return list(self.org.servers.values())
+
+    def resolve_server(self, identity, cmdlet_name: str, include_edge: bool = False):
+        key = str(identity).strip().lower()
+        for server in self.visible_servers():
+            if key in (server.name.lower(), server.fqdn.lower()):
+                if server is self or include_edge or not server.is_edge:
+                    return server
+        raise errors.object_not_found(cmdlet_name, str(identity), self.org.domain_controller)
+
+    # ---------------------------------------------------------------------------------- objects
+
+    def exchange_server_object(self) -> dict:
+        return {
+            "Identity": self.name,
+            "Name": self.name,
+            "Fqdn": self.fqdn,
+            "AdminDisplayVersion": VERSIONS[self.version].admin_display_version,
+            "ServerRole": self.role,
+            "Edition": self.edition,
+            "IsEdgeServer": self.is_edge,
+            "IsHubTransportServer": not self.is_edge,
+            "Site": None if self.is_edge else self.org.site_identity,
+            "Domain": self.domain,
+        }
+
+    def certificate_object(self, cert) -> dict:
+        issued = cert.issued
+        status, root_ca_type = self.exchange_opinion(cert)
+        public_key = issued.cert.public_key()
+        serial = issued.cert.serial_number
+        serial_bytes = serial.to_bytes(serial.bit_length() // 8 + 1, "big")  # DER INTEGER content
+        return {
+            "Identity": "%s\\%s" % (self.name, cert.thumbprint),
+            "Thumbprint": cert.thumbprint,
+            "Subject": issued.subject,
+            "Issuer": issued.issuer,
+            "FriendlyName": cert.friendly_name,
+            "SerialNumber": serial_bytes.hex().upper(),
+            "CertificateDomains": cert.domains,
+            "Services": svc.format_services(self.services_of(cert)),
+            "Status": status,
+            "RootCAType": root_ca_type,
+            "IsSelfSigned": issued.is_self_signed,
+            "HasPrivateKey": cert.has_private_key,
+            "PrivateKeyExportable": cert.has_private_key,
+            "NotBefore": issued.not_before,
+            "NotAfter": issued.not_after,
+            "PublicKeySize": public_key.key_size if hasattr(public_key, "key_size") else None,
+            "Version": 3,
+            "RawData": issued.der,
+        }
+
+    def queue_objects(self) -> list:
+        objects = [
+            {
+                "Identity": "%s\\Submission" % self.name,
+                "DeliveryType": "Undefined",
+                "NextHopDomain": "Submission",
+                "NextHopConnector": "00000000-0000-0000-0000-000000000000",
+                "NextHopCategory": "Internal",
+                "Status": "Ready",
+                "MessageCount": 0,
+                "LastError": None,
+                "LastRetryTime": None,
+                "NextRetryTime": None,
+            }
+        ]
+        queue = self.queue
+        if queue is not None:
+            objects.append(
+                {
+                    "Identity": queue.identity,
+                    "DeliveryType": "DnsConnectorDelivery" if queue.connector.dns_routing_enabled
+                    else "SmartHostConnectorDelivery",
+                    "NextHopDomain": self.org.next_hop_domain,
+                    "NextHopConnector": queue.connector.guid,
+                    "NextHopCategory": "External",
+                    "Status": queue.status,
+                    "MessageCount": queue.message_count,
+                    "LastError": queue.last_error,
+                    "LastRetryTime": queue.last_retry_time,
+                    "NextRetryTime": queue.next_retry_time,
+                }
+            )
+        return objects
+
+    # ------------------------------------------------------------------------------ event log
+
+    def add_event(self, event_id: int, provider: str, level: str, message: str, *, time=None, task: str = "",
+                  log_name: str = "Application") -> EventRecord:
+        record = EventRecord(self.next_record_id, event_id, provider, level, time or self.now(), message,
+                             log_name, task)
+        self.next_record_id += 1
+        self.events.append(record)
+        mailflow.trim_events(self.events)
+        return record
+
+    # --------------------------------------------------------------------------- request entry
+
+    def load_session(self, method: str) -> str:
+        """The Exchange session for a request: the method used, or RequestProblem(SessionLoadFailed)."""
+        failure = self.session.get("load_error")
+        if method == "none":
+            return "none"
+        if method == "auto":
+            method = "snapin"  # Exchange 2013+ and Edge (exShell.psc1 names the same snap-in)
+        if method == "e2010":
+            failure = failure or ("The Windows PowerShell snap-in 'Microsoft.Exchange.Management.PowerShell.E2010' "
+                                  "is not installed on this computer.")
+        if method == "remote_exchange" and (self.is_edge or not self.session.get("remote_exchange", True)):
+            failure = failure or (
+                "Connecting to remote server %s failed with the following error message : Access is denied."
+                % self.fqdn
+                if not self.is_edge
+                else "The term 'Connect-ExchangeServer' is not recognized as the name of a cmdlet, function, "
+                "script file, or operable program."
+            )
+        if failure:
+            raise runner.RequestProblem("SessionLoadFailed", failure)
+        return method
+
+    def handle_request(self, request: dict) -> dict:
+        """Emulate runner.ps1 for one decoded request (thread-safe)."""
+        with self.lock:
+            return runner.execute(self, request)
+
+    def count_call(self, cmdlet: str) -> None:
+        self.call_counts[cmdlet] = self.call_counts.get(cmdlet, 0) + 1
+
+    def fault_fires(self, cmdlet: str) -> bool:
+        fault = self.faults.get(cmdlet.lower())
+        return bool(fault and fault.should_fire())
+
+    def record_mutation(self, cmdlet: str, arguments: dict, *, error=None, changes=(), what_if=False) -> None:
+        if error is not None:
+            result = "error"
+        elif what_if:
+            result = "whatif"
+        else:
+            result = "ok"
+        self.mutations.append(
+            {
+                "time": convert(self.now()),
+                "cmdlet": cmdlet,
+                "parameters": runner.parameters_for_log(arguments),
+                "result": result,
+                "error": error.to_json() if error is not None else None,
+                "changes": list(changes),
+            }
+        )
+
+    def after_mutations(self, changed_servers: set, organization_changed: bool) -> None:
+        """Transport notices the change: a delivery attempt where it may matter."""
+        if organization_changed:
+            targets = list(self.org.servers.values())
+        else:
+            targets = [server for server in self.org.servers.values() if server in changed_servers]
+        for server in targets:
+            mailflow.attempt_delivery(server)
+
+    # --------------------------------------------------------------------------- faults, status
+
+    def inject_cmdlet_fault(self, cmdlet: str, message: str | None = None, after: int = 0, times: int = 1) -> None:
+        """The named cmdlet fails after `after` calls of it, `times` times (0: until cleared)."""
+        with self.lock:
+            self.faults[cmdlet.lower()] = Fault(cmdlet, message, int(after), int(times))
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def receive_tls(self) -> list:
+        """Receive connectors that name a certificate, and whether this server still holds one.
+
+        Exchange does not stop a Remove-ExchangeCertificate for a receive connector's name (only for
+        send connectors), so this is where a broken inbound TLS configuration shows up.
+        """
+        result = []
+        for connector in self.receive_connectors:
+            if not connector.tls_certificate_name:
+                continue
+            matches = [c for c in self.certificates.values() if same_tls_name(connector.tls_certificate_name, c)]
+            chosen = max(matches, key=lambda c: (c.issued.not_after, c.thumbprint)) if matches else None
+            result.append({"connector": connector.identity, "tls_certificate_name": connector.tls_certificate_name,
+                           "certificate": chosen.thumbprint if chosen else None})
+        return result
+
+    def status(self) -> dict:
+        with self.lock:
+            mail_flow = mailflow.attempt_delivery(self)
+            certificates = []
+            for cert in self.certificates.values():
+                status, root_ca_type = self.exchange_opinion(cert)
+                certificates.append(
+                    {
+                        "thumbprint": cert.thumbprint,
+                        "source": cert.source,
+                        "subject": cert.issued.subject,
+                        "issuer": cert.issued.issuer,
+                        "friendly_name": cert.friendly_name,
+                        "domains": cert.domains,
+                        "services": svc.format_services(self.services_of(cert)),
+                        "not_before": convert(cert.issued.not_before),
+                        "not_after": convert(cert.issued.not_after),
+                        "status": status,
+                        "root_ca_type": root_ca_type,
+                        "has_private_key": cert.has_private_key,
+                        "is_self_signed": cert.issued.is_self_signed,
+                        "chain_status": self.local_chain(cert.issued).status,
+                    }
+                )
+            queue = self.queue
+            return convert(
+                {
+                    "name": self.name,
+                    "fqdn": self.fqdn,
+                    "role": self.role,
+                    "version": self.version,
+                    "locale": self.locale,
+                    "enable_behavior": self.enable_behavior,
+                    "certificates": certificates,
+                    "internal_transport_certificate": self.internal_transport_thumbprint,
+                    "internal_mail_flow": mailflow.internal_mail_flow(self),
+                    "web_certificate": self.web_thumbprint,
+                    "backend_certificate": self.backend_thumbprint,
+                    "send_connectors": [c.to_object() for c in self.org.send_connectors],
+                    "receive_connectors": [c.to_object() for c in self.receive_connectors],
+                    "receive_tls": self.receive_tls(),
+                    "hybrid_configuration": self.org.hybrid.to_object() if self.org.hybrid else None,
+                    "tls": {"tls12_client": self.tls.tls12_client, "tls12_server": self.tls.tls12_server,
+                            "strong_crypto_net4": self.tls.strong_crypto_net4},
+                    "mail_flow": dict(
+                        mail_flow,
+                        queue=None
+                        if queue is None
+                        else {
+                            "identity": queue.identity,
+                            "next_hop_domain": self.org.next_hop_domain,
+                            "status": queue.status,
+                            "message_count": queue.message_count,
+                            "last_error": queue.last_error,
+                        },
+                    ),
+                    "events": [
+                        {"record_id": e.record_id, "id": e.event_id, "provider": e.provider, "level": e.level,
+                         "time": e.time, "message": e.message}
+                        for e in self.events
+                    ],
+                    "mutations": list(self.mutations),
+                    "cmdlet_calls": dict(self.call_counts),
+                    "faults": [fault.to_json() for fault in self.faults.values()],
+                }
+            )

@@ -1,0 +1,353 @@
+"""The lab's emulation of runner.ps1's request execution (docs/wire-contract.md)."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import os
+import threading
+
+import pytest
+from cryptography import x509
+
+from tests.lab.exchange.calls import COMPUTERNAME, call, days_ago, request
+from tests.lab.exchange.contract import runner_contract
+from tests.lab.exchange.fleet import Fleet
+
+FLEETS = os.path.join(os.path.dirname(__file__), "..", "..", "lab", "fleets")
+ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@pytest.fixture
+def fleet():
+    return Fleet.load(os.path.join(FLEETS, "kb2888788.yml"))
+
+
+@pytest.fixture
+def ex01(fleet):
+    return fleet.servers["EX01"]
+
+
+def _certs(server, *properties):
+    response = server.handle_request(request(call("Get-ExchangeCertificate", properties=properties,
+                                                  Server=COMPUTERNAME)))
+    return response["calls"][0]["objects"]
+
+
+def _by_subject_part(server, part):
+    return [c for c in _certs(server, "Thumbprint", "Issuer", "Services") if part in c["Issuer"]][0]
+
+
+# ------------------------------------------------------------------------------ refusals
+
+
+def test_response_envelope(ex01):
+    response = ex01.handle_request(request(call("Get-HybridmailHost", properties=["ComputerName"])))
+    assert response["version"] == 1 and response["host"] == "EX01"
+    assert response["runner"]["powershell"].startswith("5.1.")
+    assert response["runner"]["load"] == "none"  # no Exchange cmdlet needed, nothing loaded
+    assert isinstance(response["runner"]["elapsed_ms"], int)
+    assert response["calls"] == [{"id": "Get-HybridmailHost", "ok": True, "objects": [{"ComputerName": "EX01"}]}]
+
+
+@pytest.mark.parametrize(
+    "bad, kind",
+    [
+        ({"version": 2, "read_only": True, "calls": []}, "BadRequest"),
+        ({"version": 1, "read_only": True, "session": {"load": "magic"}, "calls": []}, "BadRequest"),
+        ({"version": 1, "read_only": True, "calls": "Get-ExchangeServer"}, "BadRequest"),
+        (["not", "an", "object"], "BadRequest"),
+        (request(call("Get-HybridmailHost", properties=["X"], Bogus={"__hybridmail": "nope"})), "BadRequest"),
+        (request(call("Get-WinEvent", FilterHashtable={"StartTime": {"__hybridmail": "days_ago", "value": "7"}})),
+         "BadRequest"),
+        (request(call("Set-SendConnector", expect=[], Identity="x"), read_only=False), "BadRequest"),
+        (request(call("Invoke-Expression", Command="calc")), "RequestRefused"),
+        (request(call("Get-ChildItem")), "RequestRefused"),
+        (request(call("Get-ExchangeServer"), call("Remove-ExchangeCertificate", Thumbprint="AB"), read_only=True),
+         "RequestRefused"),
+    ],
+)
+def test_requests_refused_whole(ex01, bad, kind):
+    before = ex01.call_counts.copy()
+    response = ex01.handle_request(bad)
+    assert response["error"]["type"] == kind and response["calls"] == []
+    assert response["host"] == "EX01" and response["version"] == 1
+    assert ex01.call_counts == before  # nothing ran
+
+
+def test_read_only_allows_every_get(ex01):
+    response = ex01.handle_request(request(call("Get-ExchangeServer"), call("Get-HybridmailTlsState"), read_only=True))
+    assert [c["ok"] for c in response["calls"]] == [True, True]
+
+
+# -------------------------------------------------------------------------------- session
+
+
+def test_session_load_methods(fleet):
+    server = fleet.servers["EX01"]
+    assert server.handle_request(request(call("Get-ExchangeServer")))["runner"]["load"] == "snapin"
+    assert server.handle_request(request(call("Get-ExchangeServer"), load="remote_exchange"))["runner"]["load"] == (
+        "remote_exchange"
+    )
+    failed = server.handle_request(request(call("Get-ExchangeServer"), load="e2010"))
+    assert failed["error"]["type"] == "SessionLoadFailed" and "E2010" in failed["error"]["message"]
+
+
+def test_session_load_none_leaves_exchange_cmdlets_unknown(ex01):
+    response = ex01.handle_request(request(call("Get-ExchangeServer"), call("Get-HybridmailHost"), load="none"))
+    first, second = response["calls"]
+    assert first["ok"] is False and first["error"]["type"] == "System.Management.Automation.CommandNotFoundException"
+    assert second["ok"] is True
+
+
+def test_session_load_error_from_fleet():
+    fleet = Fleet.from_dict({"servers": [{"name": "EX01", "session": {"load_error": "snap-in broken"}}]})
+    response = fleet.servers["EX01"].handle_request(request(call("Get-ExchangeServer")))
+    assert response["error"] == {"type": "SessionLoadFailed", "message": "snap-in broken"}
+    # A request without Exchange cmdlets does not load anything, so it still works.
+    assert fleet.servers["EX01"].handle_request(request(call("Get-HybridmailHost")))["calls"][0]["ok"]
+
+
+# ------------------------------------------------------------------- parameters and values
+
+
+def test_typed_values(ex01):
+    response = ex01.handle_request(request(
+        call("Get-ExchangeServer", properties=["Name"], Identity=COMPUTERNAME),
+        call("Get-WinEvent", properties=["Id", "TimeCreated"], MaxEvents=5,
+             FilterHashtable={"LogName": "Application", "ProviderName": "MSExchangeTransport", "Id": 2004,
+                              "StartTime": days_ago(7)}),
+    ))
+    assert response["calls"][0]["objects"] == [{"Name": "EX01"}]
+    events = response["calls"][1]["objects"]
+    assert events and all(e["Id"] == 2004 for e in events)
+    # days_ago(7) excludes the preloaded occurrence from 9 days ago.
+    oldest = min(datetime.datetime.strptime(e["TimeCreated"], ISO_UTC) for e in events)
+    assert datetime.datetime.utcnow() - oldest < datetime.timedelta(days=7)
+
+
+def test_value_conversion(ex01):
+    objects = _certs(ex01, "Thumbprint", "Services", "NotAfter", "RawData", "IsSelfSigned", "PublicKeySize",
+                     "CertificateDomains", "NoSuchProperty")
+    self_signed = objects[0]
+    assert self_signed["Services"] == "IMAP, POP, IIS, SMTP"
+    datetime.datetime.strptime(self_signed["NotAfter"], ISO_UTC)
+    cert = x509.load_der_x509_certificate(base64.b64decode(self_signed["RawData"]))
+    assert cert.subject.rfc4514_string() == "CN=EX01"
+    assert self_signed["IsSelfSigned"] is True and self_signed["PublicKeySize"] == 2048
+    assert self_signed["CertificateDomains"] == ["EX01", "ex01.contoso.com"]
+    assert self_signed["NoSuchProperty"] is None
+    assert list(self_signed) == ["Thumbprint", "Services", "NotAfter", "RawData", "IsSelfSigned", "PublicKeySize",
+                                 "CertificateDomains", "NoSuchProperty"]
+
+
+def test_property_names_case_insensitive_and_no_properties(ex01):
+    response = ex01.handle_request(request(
+        call("Get-ExchangeServer", properties=["name", "FQDN"], Identity=COMPUTERNAME),
+        call("Get-ExchangeServer", "noprops", Identity=COMPUTERNAME),
+    ))
+    assert response["calls"][0]["objects"] == [{"name": "EX01", "FQDN": "ex01.contoso.com"}]
+    assert response["calls"][1] == {"id": "noprops", "ok": True, "objects": []}
+
+
+def test_parameter_names_case_insensitive_and_prefixes(ex01):
+    thumbprint = _certs(ex01, "Thumbprint")[0]["Thumbprint"]
+    response = ex01.handle_request(request(
+        call("Get-ExchangeCertificate", "lower", properties=["Thumbprint"], thumbprint=thumbprint.lower()),
+        call("Get-ExchangeCertificate", "prefix", properties=["Thumbprint"], Thumb=thumbprint),
+    ))
+    assert [c["objects"][0]["Thumbprint"] for c in response["calls"]] == [thumbprint, thumbprint]
+
+
+@pytest.mark.parametrize(
+    "cmdlet, parameters, fqid",
+    [
+        ("Get-ExchangeCertificate", {"Bogus": 1}, "NamedParameterNotFound"),
+        ("Get-ExchangeCertificate", {"Server": ["EX01", "EX02"]}, "CannotConvertArgument"),
+        ("Enable-ExchangeCertificate", {"Thumbprint": "AB", "S": "x"}, "AmbiguousParameter"),
+        ("Enable-ExchangeCertificate", {"Thumbprint": "AB", "Services": "IIS", "Force": "yes"},
+         "ParameterArgumentTransformationError"),
+        ("Get-WinEvent", {"MaxEvents": "many"}, "CannotConvertArgumentNoMessage"),
+        ("Get-WinEvent", {"FilterHashtable": "LogName=Application"}, "CannotConvertArgumentNoMessage"),
+    ],
+)
+def test_parameter_binding_errors(ex01, cmdlet, parameters, fqid):
+    response = ex01.handle_request(request(call(cmdlet, **parameters)))
+    error = response["calls"][0]["error"]
+    assert error["type"].startswith("System.Management.Automation.ParameterBinding")
+    assert error["fqid"].startswith(fqid + ",")
+    command_class = cmdlet.replace("-", "") + ("Command" if cmdlet == "Get-WinEvent" else "")
+    assert error["fqid"].split(",", 1)[1].endswith(command_class)
+    assert error["category"] == "InvalidArgument"
+
+
+def test_missing_mandatory_parameter(ex01):
+    response = ex01.handle_request(request(call("Set-SendConnector", TlsCertificateName=None), read_only=False))
+    error = response["calls"][0]["error"]
+    assert error["fqid"].startswith("MissingMandatoryParameter,") and "Identity" in error["message"]
+
+
+def test_common_parameters_are_accepted(ex01):
+    response = ex01.handle_request(request(call("Get-ExchangeServer", properties=["Name"], Identity=COMPUTERNAME,
+                                                ErrorAction="Stop", Verbose=False)))
+    assert response["calls"][0]["ok"]
+
+
+# ------------------------------------------------------------------ guards, abort, skipped
+
+
+def test_guard_match_and_mismatch(ex01):
+    thumbprint = _certs(ex01, "Thumbprint")[0]["Thumbprint"]
+    good = [{"Thumbprint": thumbprint, "Services": "IMAP, POP, IIS, SMTP"}]
+    bad = [{"Thumbprint": thumbprint, "Services": "SMTP"}]
+    response = ex01.handle_request(request(
+        call("Get-ExchangeCertificate", "good", expect=good, Thumbprint=thumbprint),
+        call("Get-ExchangeCertificate", "bad", properties=["Services"], expect=bad, Thumbprint=thumbprint),
+        call("Get-HybridmailHost", "after", properties=["ComputerName"]),
+    ))
+    good_call, bad_call, after = response["calls"]
+    assert good_call == {"id": "good", "ok": True, "objects": []}
+    assert bad_call["ok"] is True and bad_call["guard_failed"] is True
+    assert bad_call["objects"] == [{"Services": "IMAP, POP, IIS, SMTP"}]
+    assert after["ok"] is True  # Get-* still run after an abort
+
+
+def test_guard_compares_multisets_of_canonical_rows(ex01):
+    objects = _certs(ex01, "Thumbprint", "IsSelfSigned", "PublicKeySize", "CertificateDomains")
+    expect = [
+        {"Thumbprint": o["Thumbprint"], "IsSelfSigned": "true" if o["IsSelfSigned"] else "false",
+         "PublicKeySize": str(o["PublicKeySize"]), "CertificateDomains": "\n".join(o["CertificateDomains"])}
+        for o in reversed(objects)
+    ]
+    response = ex01.handle_request(request(call("Get-ExchangeCertificate", expect=expect)))
+    assert "guard_failed" not in response["calls"][0]
+    response = ex01.handle_request(request(call("Get-ExchangeCertificate", expect=expect[:-1])))
+    assert response["calls"][0]["guard_failed"] is True
+    empty = ex01.handle_request(request(call("Get-HybridConfiguration", expect=[])))
+    assert empty["calls"][0]["guard_failed"] is True  # there is a hybrid configuration
+
+
+def test_failed_guard_aborts_mutations_but_not_reads(ex01):
+    internal = _by_subject_part(ex01, "Issuing CA")
+    response = ex01.handle_request(request(
+        call("Get-ExchangeCertificate", "guard", expect=[{"Services": "SMTP"}], Thumbprint=internal["Thumbprint"]),
+        call("Remove-ExchangeCertificate", "remove", Thumbprint=internal["Thumbprint"], Confirm=False),
+        call("Get-ExchangeCertificate", "verify", properties=["Thumbprint"], Thumbprint=internal["Thumbprint"]),
+        read_only=False,
+    ))
+    guard, remove, verify = response["calls"]
+    assert guard["guard_failed"] is True
+    assert remove == {"id": "remove", "ok": False, "skipped": True}
+    assert verify["ok"] is True
+    assert ex01.mutations == []
+
+
+def test_guard_call_error_aborts(ex01):
+    response = ex01.handle_request(request(
+        call("Get-ExchangeCertificate", "guard", expect=[], Thumbprint="00" * 20),
+        call("Set-SendConnector", "set", Identity="Outbound to Office 365", TlsCertificateName=None),
+        read_only=False,
+    ))
+    assert response["calls"][0]["ok"] is False
+    assert response["calls"][1]["skipped"] is True
+
+
+def test_first_failed_mutation_aborts_later_mutations(ex01, fleet):
+    internal = _by_subject_part(ex01, "Issuing CA")
+    response = ex01.handle_request(request(
+        call("Remove-ExchangeCertificate", "needs-confirm", Thumbprint=internal["Thumbprint"]),
+        call("Set-SendConnector", "pin", Identity="Outbound to Office 365", TlsCertificateName=None),
+        call("Get-SendConnector", "read", properties=["Name"]),
+        call("Enable-ExchangeCertificate", "enable", Thumbprint=internal["Thumbprint"], Services="IMAP"),
+        read_only=False,
+    ))
+    first, second, read, fourth = response["calls"]
+    assert first["ok"] is False and "NonInteractive" in first["error"]["message"]
+    assert second["skipped"] is True and fourth["skipped"] is True
+    assert read["ok"] is True
+    assert [m["result"] for m in ex01.mutations] == ["error"]
+
+
+def test_mutations_are_logged(ex01):
+    internal = _by_subject_part(ex01, "Issuing CA")
+    ex01.handle_request(request(call("Enable-ExchangeCertificate", Thumbprint=internal["Thumbprint"],
+                                     Services="IMAP, POP", Server=COMPUTERNAME)))
+    entry = ex01.mutations[-1]
+    assert entry["cmdlet"] == "Enable-ExchangeCertificate" and entry["result"] == "ok"
+    assert entry["parameters"] == {"Thumbprint": internal["Thumbprint"], "Services": "IMAP, POP", "Server": "EX01"}
+    assert entry["changes"] and entry["time"].endswith("Z")
+
+
+def test_what_if_changes_nothing(ex01):
+    internal = _by_subject_part(ex01, "Issuing CA")
+    response = ex01.handle_request(request(call("Remove-ExchangeCertificate", Thumbprint=internal["Thumbprint"],
+                                                WhatIf=True)))
+    assert response["calls"][0]["ok"] is True
+    assert internal["Thumbprint"] in ex01.certificates
+    assert ex01.mutations[-1]["result"] == "whatif"
+
+
+# ------------------------------------------------------------------------------- faults
+
+
+def test_fault_injection_after_and_times(ex01):
+    ex01.inject_cmdlet_fault("Get-ExchangeServer", "AD is down", after=1, times=2)
+    results = [ex01.handle_request(request(call("Get-ExchangeServer")))["calls"][0] for _attempt in range(4)]
+    assert [r["ok"] for r in results] == [True, False, False, True]
+    assert results[1]["error"]["message"] == "AD is down"
+    assert results[1]["error"]["type"] == "Microsoft.Exchange.Data.Directory.ADTransientException"
+
+
+def test_fault_until_cleared_and_mutation_fault_aborts(ex01):
+    internal = _by_subject_part(ex01, "Issuing CA")
+    ex01.inject_cmdlet_fault("enable-exchangecertificate", times=0)
+    for _attempt in range(3):
+        response = ex01.handle_request(request(
+            call("Enable-ExchangeCertificate", Thumbprint=internal["Thumbprint"], Services="IMAP"),
+            call("Set-SendConnector", Identity="Outbound to Office 365", TlsCertificateName=None),
+        ))
+        assert response["calls"][0]["ok"] is False and response["calls"][1]["skipped"] is True
+    ex01.clear_faults()
+    response = ex01.handle_request(request(call("Enable-ExchangeCertificate", Thumbprint=internal["Thumbprint"],
+                                                Services="IMAP")))
+    assert response["calls"][0]["ok"] is True
+
+
+def test_status_reports_faults_and_counts(ex01):
+    ex01.inject_cmdlet_fault("Get-Queue", after=0, times=1)
+    ex01.handle_request(request(call("Get-Queue")))
+    status = ex01.status()
+    assert status["cmdlet_calls"]["Get-Queue"] == 1
+    assert status["faults"][0]["fired"] == 1
+    json.dumps(status)
+
+
+# -------------------------------------------------------------------------- concurrency
+
+
+def test_thread_safe_requests(fleet):
+    server = fleet.servers["EX02"]
+    errors = []
+
+    def worker():
+        try:
+            for _round in range(20):
+                response = server.handle_request(request(call("Get-ExchangeCertificate", properties=["Thumbprint"]),
+                                                         call("Get-Queue", properties=["Status"])))
+                assert all(c["ok"] for c in response["calls"])
+                server.status()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _thread in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert server.call_counts["Get-Queue"] == 120
+
+
+def test_contract_module_is_the_collections(ex01):
+    assert "Get-HybridmailCertificateChain" in runner_contract.ALLOWED_CMDLETS
