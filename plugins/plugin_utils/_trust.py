@@ -134,6 +134,9 @@ class TrustStore:
 
     source: str  # the bundle's path, for reports
     anchors: CertificatePool
+    # Intermediate CA certificates found in the bundle: never anchors, only known, so that a chain the
+    # server cannot complete is reported as incomplete_chain rather than unknown_root.
+    intermediates: CertificatePool
     skipped: tuple[str, ...]  # PEM blocks that could not be read, with the reason
     verifier_store: Store = field(repr=False, compare=False)
 
@@ -157,18 +160,21 @@ def _pem_blocks(data: bytes) -> list[bytes]:
 def trust_store_from_pem(data: bytes, source: str) -> TrustStore:
     """A TrustStore from PEM text. One unreadable block is skipped (and listed), so one odd root in a
     large corporate bundle does not stop a fleet run; a bundle with no readable certificate is an error."""
-    anchors, skipped = [], []
+    anchors, intermediates, skipped = [], [], []
     for position, block in enumerate(_pem_blocks(data), start=1):
         try:
             with _model.quiet_certificate_loading():
-                anchors.append(x509.load_pem_x509_certificate(block))
+                certificate = x509.load_pem_x509_certificate(block)
         except _model.CERTIFICATE_READ_ERRORS as exc:
             skipped.append("certificate %d: %s" % (position, exc))
+            continue
+        (anchors if certificate.issuer == certificate.subject else intermediates).append(certificate)
     if not anchors:
         if skipped:
             raise TrustBundleError("trust bundle %s holds no readable certificate (%s)" % (source, "; ".join(skipped)))
         raise TrustBundleError("trust bundle %s holds no PEM certificate (-----BEGIN CERTIFICATE-----); a PEM bundle is expected" % source)
-    return TrustStore(source=source, anchors=CertificatePool.of(anchors), skipped=tuple(skipped), verifier_store=Store(anchors))
+    return TrustStore(source=source, anchors=CertificatePool.of(anchors), intermediates=CertificatePool.of(intermediates),
+                      skipped=tuple(skipped), verifier_store=Store(anchors))
 
 
 def _default_bundle_path() -> str:

@@ -1,0 +1,50 @@
+# Copyright: (c) 2026, hybridmail.exchange contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Options shared by the modules (doc fragments trust and session), checked before any round trip."""
+
+from __future__ import annotations
+
+import re
+
+from . import _model, _runner, _trust
+
+COMMON_SPEC = dict(
+    trust_bundle=dict(type="path"),
+    min_key_size=dict(type="int", default=2048),
+    exchange_session=dict(type="str", default="auto", choices=list(_runner.SESSION_LOADS)),
+)
+
+_THUMBPRINT_RE = re.compile(r"\A[0-9A-F]{40}\Z")
+
+
+class OptionError(ValueError):
+    """An option value that passed type checks but cannot be right."""
+
+
+def check_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise OptionError("%s must be between %d and %d, got %d" % (name, low, high, value))
+
+
+def thumbprints(values) -> list | None:
+    """Normalized SHA-1 thumbprints, or None when no filter was given."""
+    if values is None:
+        return None
+    normalized = []
+    for value in values:
+        thumbprint = _model.normalize_thumbprint(value)
+        if not _THUMBPRINT_RE.match(thumbprint):
+            raise OptionError("%r is not a certificate thumbprint (40 hexadecimal digits)" % (value,))
+        normalized.append(thumbprint)
+    if not normalized:
+        raise OptionError("thumbprints must not be empty; omit it to select every certificate")
+    return list(dict.fromkeys(normalized))
+
+
+def trust_store(args) -> _trust.TrustStore:
+    check_range("min_key_size", args["min_key_size"], 512, 16384)
+    try:
+        return _trust.load_trust_bundle(args["trust_bundle"])
+    except _trust.TrustBundleError as exc:
+        raise OptionError(str(exc)) from None

@@ -1,0 +1,244 @@
+# Copyright: (c) 2026, hybridmail.exchange contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""What one audit round trip tells about one Exchange server.
+
+audit_request() names every read the collection needs; ServerSnapshot.from_response() turns the
+runner's answer into model records; the methods below derive what faces Exchange Online. Pure
+Python, no Ansible imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from . import _model, _runner
+
+COMPUTERNAME = {"__hybridmail": "computername"}
+
+CERTIFICATE_PROPERTIES = (
+    "Thumbprint", "Subject", "Issuer", "FriendlyName", "SerialNumber", "CertificateDomains", "Services",
+    "Status", "RootCAType", "IsSelfSigned", "HasPrivateKey", "NotBefore", "NotAfter", "PublicKeySize", "RawData",
+)
+# The state a remediation plan depends on: a mutating round trip re-reads these first and aborts
+# when they differ from what the plan was computed from (wire contract: guards).
+CERTIFICATE_GUARD_PROPERTIES = ("Thumbprint", "Services")
+TRANSPORT_GUARD_PROPERTIES = ("InternalTransportCertificateThumbprint",)
+CONNECTOR_GUARD_PROPERTIES = ("Identity", "TlsCertificateName")
+
+SEND_CONNECTOR_PROPERTIES = (
+    "Identity", "Name", "Enabled", "Fqdn", "AddressSpaces", "SourceTransportServers", "SmartHosts",
+    "DNSRoutingEnabled", "CloudServicesMailEnabled", "RequireTLS", "TlsAuthLevel", "TlsDomain", "TlsCertificateName",
+)
+RECEIVE_CONNECTOR_PROPERTIES = (
+    "Identity", "Name", "Server", "Enabled", "Fqdn", "Bindings", "TransportRole", "RequireTLS", "AuthMechanism",
+    "TlsCertificateName", "TlsDomainCapabilities",
+)
+
+# Error identifiers that mean "nothing there" rather than "something failed".
+NO_EVENTS_FQID = "NoMatchingEventsFound,Microsoft.PowerShell.Commands.GetWinEventCommand"
+COMMAND_NOT_FOUND = "CommandNotFoundException"
+
+
+class SnapshotError(Exception):
+    """A read the audit cannot do without failed on the server."""
+
+
+def call(call_id: str, cmdlet: str, properties=(), expect=None, **parameters) -> dict:
+    request_call = {"id": call_id, "cmdlet": cmdlet, "parameters": parameters, "properties": list(properties)}
+    if expect is not None:
+        request_call["expect"] = expect
+    return request_call
+
+
+def audit_calls(event_lookback_days: int = 7, max_events: int = 50) -> list:
+    """Every read of an audit, in the order the runner executes them."""
+    calls = [
+        call("host", "Get-HybridmailHost", ("ComputerName", "Fqdn", "Domain", "PowerShellVersion", "OSVersion", "Culture")),
+        call("server", "Get-ExchangeServer", ("Name", "Fqdn", "AdminDisplayVersion", "ServerRole", "Edition", "IsEdgeServer", "Site"),
+             Identity=COMPUTERNAME),
+        call("transport", "Get-TransportService", ("Name", "InternalTransportCertificateThumbprint"), Identity=COMPUTERNAME),
+        call("certificates", "Get-ExchangeCertificate", CERTIFICATE_PROPERTIES, Server=COMPUTERNAME),
+        call("chains", "Get-HybridmailCertificateChain", ("Thumbprint", "ChainThumbprints", "ChainRawData", "ChainStatus")),
+        call("send_connectors", "Get-SendConnector", SEND_CONNECTOR_PROPERTIES),
+        call("receive_connectors", "Get-ReceiveConnector", RECEIVE_CONNECTOR_PROPERTIES, Server=COMPUTERNAME),
+        call("hybrid", "Get-HybridConfiguration", ("TlsCertificateName", "SendingTransportServers", "ReceivingTransportServers",
+                                                   "EdgeTransportServers", "Domains", "OnPremisesSmartHost", "Features")),
+        call("queues", "Get-Queue", ("Identity", "DeliveryType", "NextHopDomain", "NextHopConnector", "Status", "MessageCount",
+                                     "LastError", "LastRetryTime", "NextRetryTime"), Server=COMPUTERNAME),
+        call("tls", "Get-HybridmailTlsState", ("Tls12ClientEnabled", "Tls12ServerEnabled", "StrongCryptoNet4")),
+    ]
+    if event_lookback_days > 0:
+        calls.append(call(
+            "events", "Get-WinEvent", ("Id", "ProviderName", "TimeCreated", "LevelDisplayName", "MachineName", "Message"),
+            FilterHashtable={"LogName": "Application", "ProviderName": "MSExchangeTransport", "Id": 2004,
+                             "StartTime": {"__hybridmail": "days_ago", "value": event_lookback_days}},
+            MaxEvents=max_events,
+        ))
+    return calls
+
+
+def request(calls, read_only: bool, session_load: str = "auto") -> dict:
+    return {"version": _runner.WIRE_VERSION, "read_only": read_only, "session": {"load": session_load}, "calls": list(calls)}
+
+
+def _server_name_key(name) -> str:
+    """Server names in connector lists may be short names or FQDNs, in any case."""
+    return (name or "").split(".")[0].strip().lower()
+
+
+@dataclass(frozen=True)
+class CallFailure:
+    """A failed call the audit can live without, kept as evidence for reports."""
+
+    call_id: str
+    cmdlet: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ServerSnapshot:
+    host: str  # the inventory name, for messages
+    computer_name: str | None
+    powershell: str | None
+    server: _model.ExchangeServer
+    transport: _model.TransportService | None
+    certificates: tuple[_model.Certificate, ...]
+    chains: tuple[_model.CertificateChain, ...]
+    send_connectors: tuple[_model.SendConnector, ...]  # those this server is a source of
+    receive_connectors: tuple[_model.ReceiveConnector, ...]
+    hybrid: _model.HybridConfiguration | None
+    events: tuple[_model.TransportEvent, ...] | None  # None: not looked up
+    queues: tuple[_model.QueueInfo, ...]
+    tls: Mapping | None
+    failures: tuple[CallFailure, ...]
+
+    @classmethod
+    def from_response(cls, response: Mapping, host: str, calls) -> ServerSnapshot:
+        """Build a snapshot; raises SnapshotError when a read it cannot do without failed."""
+        results = {result.get("id"): result for result in response.get("calls") or ()}
+        cmdlets = {request_call["id"]: request_call["cmdlet"] for request_call in calls}
+        failures = []
+
+        def objects(call_id, required=True, absent_fqids=()):
+            result = results.get(call_id)
+            if result is None:
+                if call_id not in cmdlets:
+                    return None
+                raise SnapshotError("%s: the runner returned no result for %s (%s)" % (host, cmdlets[call_id], call_id))
+            if result.get("ok"):
+                return result.get("objects") or []
+            error = result.get("error") or {}
+            if error.get("fqid") in absent_fqids or (error.get("fqid") or "").split(",")[0] in absent_fqids:
+                return []
+            message = "%s: %s: %s [%s]" % (error.get("type"), error.get("category"), error.get("message"), error.get("fqid"))
+            if required:
+                raise SnapshotError("%s: %s (%s) failed: %s" % (host, cmdlets[call_id], call_id, message))
+            failures.append(CallFailure(call_id, cmdlets[call_id], message))
+            return []
+
+        host_objects = objects("host", required=False)
+        server_objects = objects("server")
+        if not server_objects:
+            raise SnapshotError("%s: Get-ExchangeServer returned no server for this computer" % host)
+        server = _model.ExchangeServer.from_object(server_objects[0])
+        transport_objects = objects("transport", required=False)
+        send_connectors = tuple(_model.SendConnector.from_object(obj) for obj in objects("send_connectors"))
+        if not server.is_edge:
+            # Get-SendConnector lists the organisation's connectors; only those this server is a
+            # source of carry its mail (an Edge server's EdgeSync'd connectors are all its own).
+            own = _server_name_key(server.name)
+            send_connectors = tuple(c for c in send_connectors
+                                    if own in {_server_name_key(s) for s in c.source_transport_servers})
+        hybrid_objects = objects("hybrid", required=False, absent_fqids=(COMMAND_NOT_FOUND,))
+        events = objects("events", required=False, absent_fqids=(NO_EVENTS_FQID,))
+        tls_objects = objects("tls", required=False)
+        first_host = host_objects[0] if host_objects else {}
+        return cls(
+            host=host,
+            computer_name=first_host.get("ComputerName") or response.get("host"),
+            powershell=first_host.get("PowerShellVersion") or (response.get("runner") or {}).get("powershell"),
+            server=server,
+            transport=_model.TransportService.from_object(transport_objects[0]) if transport_objects else None,
+            certificates=tuple(_model.Certificate.from_object(obj) for obj in objects("certificates")),
+            chains=tuple(_model.CertificateChain.from_object(obj) for obj in objects("chains", required=False)),
+            send_connectors=send_connectors,
+            receive_connectors=tuple(_model.ReceiveConnector.from_object(obj) for obj in objects("receive_connectors")),
+            hybrid=_model.HybridConfiguration.from_object(hybrid_objects[0]) if hybrid_objects else None,
+            events=None if events is None else tuple(_model.TransportEvent.from_object(obj) for obj in events),
+            queues=tuple(_model.QueueInfo.from_object(obj) for obj in objects("queues", required=False)),
+            tls=tls_objects[0] if tls_objects else None,
+            failures=tuple(failures),
+        )
+
+    # -- derived facts --------------------------------------------------------------------------
+
+    @property
+    def fqdn(self) -> str:
+        return (self.server.fqdn or self.computer_name or self.host).lower()
+
+    @property
+    def internal_transport_thumbprint(self) -> str | None:
+        return self.transport.internal_transport_certificate_thumbprint if self.transport else None
+
+    @property
+    def cloud_send_connectors(self) -> tuple[_model.SendConnector, ...]:
+        return tuple(c for c in self.send_connectors if c.is_cloud and c.enabled is not False)
+
+    @property
+    def cloud_receive_connectors(self) -> tuple[_model.ReceiveConnector, ...]:
+        return tuple(c for c in self.receive_connectors if c.accepts_cloud_services_mail and c.enabled is not False)
+
+    @property
+    def is_hybrid_transport_server(self) -> bool:
+        if self.hybrid is None:
+            return False
+        own = _server_name_key(self.server.name)
+        servers = self.hybrid.sending_transport_servers + self.hybrid.receiving_transport_servers + self.hybrid.edge_transport_servers
+        return own in {_server_name_key(s) for s in servers}
+
+    def connector_fqdn(self, connector: _model.SendConnector | _model.ReceiveConnector) -> str:
+        """The name a connector presents and selects certificates by: its Fqdn, else the server FQDN."""
+        return (connector.fqdn or self.fqdn).lower()
+
+    def hybrid_fqdns(self) -> tuple[str, ...]:
+        """The names this server presents to Exchange Online, lower case.
+
+        Each cloud send connector's Fqdn (the server FQDN when it has none: transport then picks the
+        certificate by that name). A cloud receive connector's Fqdn only while its TlsCertificateName
+        is empty: once pinned, the name no longer selects a certificate (the Hybrid Configuration
+        Wizard pins "Default Frontend" and leaves its Fqdn at the internal server name).
+        """
+        names = [(c.fqdn or self.fqdn).lower() for c in self.cloud_send_connectors]
+        names += [(c.fqdn or self.fqdn).lower() for c in self.cloud_receive_connectors if not c.tls_certificate_name]
+        return tuple(dict.fromkeys(names))
+
+    def hybrid_tls_names(self) -> tuple[str, ...]:
+        """Every TlsCertificateName that selects a certificate toward Exchange Online."""
+        names = [c.tls_certificate_name for c in self.cloud_send_connectors + self.cloud_receive_connectors]
+        if self.hybrid is not None:
+            names.append(self.hybrid.tls_certificate_name)
+        return tuple(dict.fromkeys(name for name in names if name))
+
+    def certificates_named_by(self, tls_certificate_name: str | None) -> tuple[_model.Certificate, ...]:
+        parsed = _model.parse_tls_certificate_name(tls_certificate_name)
+        if parsed is None:
+            return ()
+        return _model.certificates_matching_tls_name(parsed, self.certificates)
+
+    def hybrid_names_of(self, certificate: _model.Certificate) -> tuple[str, ...]:
+        return tuple(name for name in self.hybrid_fqdns() if _model.exchange_domain_matches(name, certificate))
+
+    def faces_exchange_online(self, certificate: _model.Certificate) -> bool:
+        """Whether transport can offer this certificate to Exchange Online: an SMTP certificate for a
+        hybrid FQDN, or the target of a TlsCertificateName toward Exchange Online."""
+        if "SMTP" in certificate.services and self.hybrid_names_of(certificate):
+            return True
+        return any(certificate in self.certificates_named_by(name) for name in self.hybrid_tls_names())
+
+    def exchange_online_queues(self) -> tuple[_model.QueueInfo, ...]:
+        return tuple(q for q in self.queues if q.is_to_exchange_online(self.send_connectors))
+
+    def untrusted_root_events(self) -> tuple[_model.TransportEvent, ...]:
+        return tuple(e for e in self.events or () if e.is_untrusted_root_2004)
