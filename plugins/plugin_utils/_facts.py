@@ -26,19 +26,26 @@ def is_auth_certificate(certificate: _model.Certificate) -> bool:
     return subject.strip().lower() == AUTH_CERTIFICATE_SUBJECT.lower()
 
 
-def judged_names(snapshot: _snapshot.ServerSnapshot) -> tuple[str, ...]:
-    """The names certificates are judged for: the hybrid FQDNs, or the server FQDN on a server that
-    does not face Exchange Online at all (so that its verdicts still mean something)."""
-    return snapshot.hybrid_fqdns() or (snapshot.fqdn,)
+def judged_names(snapshot: _snapshot.ServerSnapshot, certificate: _model.Certificate) -> tuple[str, ...]:
+    """The names a certificate is judged for: the hybrid FQDNs; on a server that does not face
+    Exchange Online, the certificate's own names, so that its verdict is about its chain and
+    properties rather than a name it was never meant to carry."""
+    hybrid = snapshot.hybrid_fqdns()
+    if hybrid:
+        return hybrid
+    own = ()
+    if certificate.x509 is not None:
+        own = certificate.x509.dns_names or (certificate.x509.subject_cn,)
+    return tuple(name for name in own if name) or (snapshot.fqdn,)
 
 
 def evaluate(snapshot: _snapshot.ServerSnapshot, store: _trust.TrustStore, now: datetime.datetime,
              min_key_bits: int = 2048) -> dict:
     """A verdict per certificate thumbprint, with the intermediates this server holds."""
     held = _trust.server_pool(snapshot.certificates, snapshot.chains)
-    names = judged_names(snapshot)
     return {
-        certificate.thumbprint: _trust.evaluate(certificate, intermediates=held, store=store, names=names, now=now,
+        certificate.thumbprint: _trust.evaluate(certificate, intermediates=held, store=store,
+                                                names=judged_names(snapshot, certificate), now=now,
                                                 min_key_bits=min_key_bits, known_intermediates=store.intermediates)
         for certificate in snapshot.certificates
     }

@@ -217,7 +217,8 @@ class ServerSnapshot:
     def hybrid_tls_names(self) -> tuple[str, ...]:
         """Every TlsCertificateName that selects a certificate toward Exchange Online."""
         names = [c.tls_certificate_name for c in self.cloud_send_connectors + self.cloud_receive_connectors]
-        if self.hybrid is not None:
+        if self.is_hybrid_transport_server:
+            # The organisation-wide name matters only where the wizard applies it.
             names.append(self.hybrid.tls_certificate_name)
         return tuple(dict.fromkeys(name for name in names if name))
 

@@ -350,11 +350,11 @@ def _validate(leaf, server: CertificatePool, store: TrustStore, names: Sequence[
     objections = []
     for name in names:
         try:
-            subject = DNSName(name)
+            # The verifier, not DNSName, rejects single-label names such as a server's NetBIOS name.
+            verifier = PolicyBuilder().store(store.verifier_store).time(at).build_server_verifier(DNSName(name))
         except ValueError:
             objections.append("%s is not a DNS name" % name)
             continue
-        verifier = PolicyBuilder().store(store.verifier_store).time(at).build_server_verifier(subject)
         try:
             return tuple(verifier.verify(leaf, server.certificates)), None
         except VerificationError as exc:
