@@ -1,0 +1,131 @@
+"""Fleet benchmark: the collection's audit against Ansible's own floor over the lab.
+
+    python benchmarks/fleet.py                       # 50 servers, forks 10, no latency
+    python benchmarks/fleet.py --servers 50 200 500 --forks 10 50 --latency 0 0.3
+
+For each case it starts a generated lab fleet, runs the same inventory three ways and prints, per
+case: wall time; controller CPU seconds per host (ansible-playbook and its forks: RUSAGE_CHILDREN);
+peak controller memory (the largest controller process); WinRM commands per host (lab counters);
+and the latency floor ceil(N / forks) x round trips x latency.
+  raw     ansible.builtin.raw: exit 0            one round trip per host, Ansible's own floor
+  info    hybridmail.exchange.certificate_info   one round trip per host
+  audit   playbooks/hybrid_readiness.yml         the whole audit playbook (role, findings, reports)
+Lines for people first; the last line is one JSON object with every figure.
+This prints figures; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+from tests.lab.exchange.generate import generate_fleet  # noqa: E402
+from tests.lab.testing import ansible_env, running_lab  # noqa: E402
+
+import yaml  # noqa: E402
+
+PLAYS = {
+    "raw": "- hosts: exchange\n  gather_facts: false\n  tasks:\n    - ansible.builtin.raw: exit 0\n",
+    "info": ("- hosts: exchange\n  gather_facts: false\n  tasks:\n"
+             "    - hybridmail.exchange.certificate_info:\n        trust_bundle: \"{{ hybridmail_trust_bundle }}\"\n"),
+}
+AUDIT_PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "hybrid_readiness.yml")
+
+
+def run_playbook(playbook: str, inventory: str, forks: int, extra: list) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    completed = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, "-f", str(forks), playbook] + extra,
+        env=ansible_env(), capture_output=True, text=True, check=False,
+    )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "wall_s": wall,
+        "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        "peak_rss_mb": after.ru_maxrss / 1024.0,
+        "rc": completed.returncode,
+        "tail": completed.stdout[-400:] if completed.returncode not in (0, 2) else "",
+    }
+
+
+def commands_per_host(lab) -> float:
+    servers = lab.status()["servers"].values()
+    return sum(s["winrm"]["requests"]["Command"] for s in servers) / max(1, len(servers))
+
+
+def bench_case(servers: int, forks: int, latency: float, kinds: list, workdir: str) -> dict:
+    fleet_path = os.path.join(workdir, "fleet-%d.yml" % servers)
+    if not os.path.exists(fleet_path):
+        with open(fleet_path, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(generate_fleet(servers), handle, allow_unicode=True, sort_keys=False)
+    case = {"servers": servers, "forks": forks, "latency_s": latency, "runs": {}}
+    with running_lab(fleet_path, tmp_path=tempfile.mkdtemp(dir=workdir), latency=latency, startup_timeout=300) as lab:
+        for kind in kinds:
+            lab.reset_counters()
+            if kind == "audit":
+                playbook = AUDIT_PLAYBOOK
+                extra = ["-e", "hybrid_readiness_report_dir=%s" % os.path.join(workdir, "reports"), "-e", "hybrid_readiness_fail_on=never"]
+            else:
+                playbook = os.path.join(workdir, kind + ".yml")
+                with open(playbook, "w", encoding="utf-8") as handle:
+                    handle.write(PLAYS[kind])
+                extra = []
+            run = run_playbook(playbook, lab.inventory, forks, extra)
+            run["commands_per_host"] = commands_per_host(lab)
+            run["cpu_ms_per_host"] = 1000.0 * run["cpu_s"] / servers
+            run["latency_floor_s"] = math.ceil(servers / forks) * run["commands_per_host"] * latency
+            case["runs"][kind] = run
+    raw = case["runs"].get("raw")
+    if raw:
+        for kind, run in case["runs"].items():
+            run["wall_vs_raw"] = run["wall_s"] / raw["wall_s"]
+            run["cpu_vs_raw"] = run["cpu_s"] / raw["cpu_s"]
+            run["wall_vs_latency_floor"] = run["wall_s"] / run["latency_floor_s"] if run["latency_floor_s"] else None
+    return case
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--servers", type=int, nargs="+", default=[50])
+    parser.add_argument("--forks", type=int, nargs="+", default=[10])
+    parser.add_argument("--latency", type=float, nargs="+", default=[0.0], help="seconds the lab adds per command")
+    parser.add_argument("--kinds", nargs="+", default=["raw", "info", "audit"], choices=["raw", "info", "audit"])
+    args = parser.parse_args()
+    kinds = [k for k in args.kinds if k != "audit" or os.path.exists(AUDIT_PLAYBOOK)]
+
+    cases = []
+    header = "%7s %5s %7s  %-5s %8s %10s %10s %9s %9s %8s %9s %4s" % (
+        "servers", "forks", "latency", "kind", "wall_s", "cpu_ms/host", "peak_MB", "cmd/host", "floor_s", "wall/raw", "cpu/raw", "rc")
+    print(header)
+    with tempfile.TemporaryDirectory(prefix="hybridmail-bench-") as workdir:
+        for servers in args.servers:
+            for forks in args.forks:
+                for latency in args.latency:
+                    case = bench_case(servers, forks, latency, kinds, workdir)
+                    cases.append(case)
+                    for kind, run in case["runs"].items():
+                        print("%7d %5d %7.3f  %-5s %8.2f %10.1f %10.1f %9.2f %9.2f %8.2f %9.2f %4d" % (
+                            servers, forks, latency, kind, run["wall_s"], run["cpu_ms_per_host"], run["peak_rss_mb"],
+                            run["commands_per_host"], run["latency_floor_s"], run.get("wall_vs_raw") or 0,
+                            run.get("cpu_vs_raw") or 0, run["rc"]), flush=True)
+                        if run["tail"]:
+                            print("        output tail: %s" % run["tail"].replace("\n", " | "))
+    print(json.dumps({"benchmark": "hybridmail.exchange fleet", "cases": [
+        dict(case, runs={kind: {k: v for k, v in run.items() if k != "tail"} for kind, run in case["runs"].items()})
+        for case in cases]}))
+
+
+if __name__ == "__main__":
+    main()
