@@ -9,7 +9,7 @@ import datetime
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _facts, _snapshot, _transport, _trust
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _facts, _snapshot, _transport
 
 ARGUMENT_SPEC = dict(
     thumbprints=dict(type="list", elements="str"),
@@ -30,7 +30,7 @@ class ActionModule(ActionBase):
         del tmp
         host = (task_vars or {}).get("inventory_hostname", self._play_context.remote_addr)
 
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
         try:
             _args.check_range("event_lookback_days", args["event_lookback_days"], 0, 365)
             _args.check_range("max_events", args["max_events"], 1, 10000)

@@ -23,7 +23,7 @@ description:
     FQDN, or that a connector's or the hybrid configuration's C(TlsCertificateName) names.
   - This is the detection half of Microsoft KB 2888788. It never changes anything on the server.
 author:
-  - hybridmail.exchange contributors
+  - hybridmail.exchange contributors (@hybridmail)
 extends_documentation_fragment:
   - hybridmail.exchange.trust
   - hybridmail.exchange.session
@@ -122,9 +122,9 @@ certificates:
     subject: {description: Subject as Exchange shows it., type: str, sample: "CN=mail.contoso.com, O=Contoso, C=US"}
     issuer: {description: Issuer as Exchange shows it., type: str}
     serial_number: {description: Serial number (hex)., type: str}
-    domains: {description: DNS names (SAN, or the subject CN when there is no SAN)., type: list, elements: str}
+    domains: {description: "DNS names (SAN, or the subject CN when there is no SAN).", type: list, elements: str}
     services: {description: Exchange services the certificate is enabled for., type: list, elements: str, sample: [IIS, SMTP]}
-    status: {description: Exchange's own C(Status) (its opinion, not proof of trust)., type: str, sample: Valid}
+    status: {description: "Exchange's own C(Status) (its opinion, not proof of trust).", type: str, sample: Valid}
     root_ca_type: {description: Exchange's own C(RootCAType)., type: str, sample: ThirdParty}
     is_self_signed: {description: Self-signed., type: bool}
     has_private_key: {description: The server holds the private key., type: bool}

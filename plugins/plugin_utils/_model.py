@@ -825,8 +825,8 @@ def dns_name_matches(pattern: str, fqdn: str) -> bool:
     suffix = pattern[2:]
     if "*" in suffix or "." not in suffix:
         return False
-    label, _, rest = fqdn.partition(".")
-    return bool(label) and rest == suffix
+    label, dot, rest = fqdn.partition(".")
+    return bool(label and dot) and rest == suffix
 
 
 def name_matches(fqdn: str, certificate: Certificate) -> bool:

@@ -213,7 +213,7 @@ def run_request(connection, request: dict, host: str) -> dict:
     runner = response.get("runner") if isinstance(response.get("runner"), dict) else {}
     display.vvv("hybridmail: runner host=%s powershell=%s load=%s elapsed_ms=%s" % (
         response.get("host"), runner.get("powershell"), runner.get("load"), runner.get("elapsed_ms")), host=host)
-    if response.get("host") and str(response.get("host")).lower() != str(host).split(".")[0].lower():
+    if response.get("host") and str(response.get("host")).lower() != str(host).split(".", maxsplit=1)[0].lower():
         display.vvv("hybridmail: inventory host %s answered as %s" % (host, response.get("host")), host=host)
 
     error = response.get("error")

@@ -71,7 +71,7 @@ def test_every_certificate_gets_the_verdict_the_fleet_was_built_for(fleet, tmp_p
 
 def test_kb2888788_identifies_the_untrusted_smtp_certificate_facing_exchange_online(tmp_path):
     with running_lab(os.path.join(FLEETS, "kb2888788.yml"), tmp_path=tmp_path) as lab:
-        _, results = gather(lab, tmp_path)
+        results = gather(lab, tmp_path)[1]
     for result in results.values():
         culprits = [c for c in result["certificates"]
                     if c["faces_exchange_online"] and "SMTP" in c["services"] and not c["verdict"]["trusted"]
