@@ -40,12 +40,15 @@ def judged_names(snapshot: _snapshot.ServerSnapshot, certificate: _model.Certifi
 
 
 def evaluate(snapshot: _snapshot.ServerSnapshot, store: _trust.TrustStore, now: datetime.datetime,
-             min_key_bits: int = 2048) -> dict:
-    """A verdict per certificate thumbprint, with the intermediates this server holds."""
+             min_key_bits: int = 2048, extra_names: Iterable[str] = ()) -> dict:
+    """A verdict per certificate thumbprint, with the intermediates this server holds. extra_names:
+    more names a certificate may be trusted for (the enforcement modules add the names Exchange
+    Online checks, which must not depend on whether a connector is pinned yet)."""
     held = _trust.server_pool(snapshot.certificates, snapshot.chains)
+    extra_names = tuple(extra_names)
     return {
         certificate.thumbprint: _trust.evaluate(certificate, intermediates=held, store=store,
-                                                names=judged_names(snapshot, certificate), now=now,
+                                                names=tuple(dict.fromkeys(judged_names(snapshot, certificate) + extra_names)), now=now,
                                                 min_key_bits=min_key_bits, known_intermediates=store.intermediates)
         for certificate in snapshot.certificates
     }

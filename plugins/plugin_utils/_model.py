@@ -24,12 +24,17 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, NamedTuple
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+try:
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+    from cryptography.utils import CryptographyDeprecationWarning
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+except ImportError as exc:  # pragma: no cover - ansible-core requires cryptography on every controller
+    # Only ansible-test's import sanity environment lacks it; certificate parsing reports this error.
+    CRYPTOGRAPHY_IMPORT_ERROR: ImportError | None = exc
+else:
+    CRYPTOGRAPHY_IMPORT_ERROR = None
 
 UTC = datetime.timezone.utc
 
@@ -106,31 +111,32 @@ def _items(value) -> tuple[str, ...]:
 # X.509 names
 # ---------------------------------------------------------------------------------------------
 
+# Tables are keyed by dotted OID strings, so that importing this module needs no cryptography.
 # The key names Windows CryptoAPI prints for a name (CertNameToStr, CERT_X500_NAME_STR), which is what
 # .NET's X509Certificate2.Subject/Issuer and therefore Exchange show. Attributes missing here are
 # printed as "OID.<dotted>", as Windows does (e.g. "OID.2.5.4.15=Private Organization" in EV subjects).
 _WINDOWS_NAME_KEYS = {
-    NameOID.COMMON_NAME: "CN",
-    NameOID.SURNAME: "SN",
-    NameOID.SERIAL_NUMBER: "SERIALNUMBER",
-    NameOID.COUNTRY_NAME: "C",
-    NameOID.LOCALITY_NAME: "L",
-    NameOID.STATE_OR_PROVINCE_NAME: "S",
-    NameOID.STREET_ADDRESS: "STREET",
-    NameOID.ORGANIZATION_NAME: "O",
-    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
-    NameOID.TITLE: "T",
-    NameOID.GIVEN_NAME: "G",
-    NameOID.INITIALS: "I",
-    NameOID.EMAIL_ADDRESS: "E",
-    NameOID.DOMAIN_COMPONENT: "DC",
-    NameOID.POSTAL_CODE: "PostalCode",
-    NameOID.DN_QUALIFIER: "dnQualifier",
-    x509.ObjectIdentifier("2.5.4.13"): "Description",
-    x509.ObjectIdentifier("2.5.4.18"): "POBox",
-    x509.ObjectIdentifier("2.5.4.20"): "Phone",
-    x509.ObjectIdentifier("1.2.840.113549.1.9.2"): "UnstructuredName",
-    x509.ObjectIdentifier("1.2.840.113549.1.9.8"): "UnstructuredAddress",
+    "2.5.4.3": "CN",
+    "2.5.4.4": "SN",
+    "2.5.4.5": "SERIALNUMBER",
+    "2.5.4.6": "C",
+    "2.5.4.7": "L",
+    "2.5.4.8": "S",
+    "2.5.4.9": "STREET",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    "2.5.4.12": "T",
+    "2.5.4.42": "G",
+    "2.5.4.43": "I",
+    "1.2.840.113549.1.9.1": "E",
+    "0.9.2342.19200300.100.1.25": "DC",
+    "2.5.4.17": "PostalCode",
+    "2.5.4.46": "dnQualifier",
+    "2.5.4.13": "Description",
+    "2.5.4.18": "POBox",
+    "2.5.4.20": "Phone",
+    "1.2.840.113549.1.9.2": "UnstructuredName",
+    "1.2.840.113549.1.9.8": "UnstructuredAddress",
 }
 
 # CertNameToStr encloses a value in double quotes when it is empty, has leading or trailing white
@@ -158,7 +164,7 @@ def windows_name(name: x509.Name) -> str:
     for rdn in reversed(name.rdns):
         rdns.append(
             " + ".join(
-                "%s=%s" % (_WINDOWS_NAME_KEYS.get(attribute.oid, "OID." + attribute.oid.dotted_string), _windows_value(attribute.value))
+                "%s=%s" % (_WINDOWS_NAME_KEYS.get(attribute.oid.dotted_string, "OID." + attribute.oid.dotted_string), _windows_value(attribute.value))
                 for attribute in rdn
             )
         )
@@ -170,13 +176,13 @@ def windows_name(name: x509.Name) -> str:
 # ---------------------------------------------------------------------------------------------
 
 _EKU_NAMES = {
-    ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
-    ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
-    ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
-    ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
-    ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping",
-    ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning",
-    ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE: "anyExtendedKeyUsage",
+    "1.3.6.1.5.5.7.3.1": "serverAuth",
+    "1.3.6.1.5.5.7.3.2": "clientAuth",
+    "1.3.6.1.5.5.7.3.3": "codeSigning",
+    "1.3.6.1.5.5.7.3.4": "emailProtection",
+    "1.3.6.1.5.5.7.3.8": "timeStamping",
+    "1.3.6.1.5.5.7.3.9": "OCSPSigning",
+    "2.5.29.37.0": "anyExtendedKeyUsage",
 }
 
 # Signature algorithms cryptography cannot name a hash for, but which a report must still call weak.
@@ -294,18 +300,15 @@ def quiet_certificate_loading():
 
 # What cryptography raises for a certificate it cannot read: ValueError for most defects, TypeError
 # for some malformed names, and exception types of their own for others.
-CERTIFICATE_READ_ERRORS = (
-    ValueError,
-    TypeError,
-    UnsupportedAlgorithm,
-    x509.InvalidVersion,
-    x509.DuplicateExtension,
-    x509.UnsupportedGeneralNameType,
-)
+CERTIFICATE_READ_ERRORS: tuple = (ValueError, TypeError)
+if CRYPTOGRAPHY_IMPORT_ERROR is None:
+    CERTIFICATE_READ_ERRORS += (UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 
 def parse_x509(der: bytes) -> X509Facts:
     """Facts of one DER certificate. Raises ValueError when the DER is not a certificate we can read."""
+    if CRYPTOGRAPHY_IMPORT_ERROR is not None:
+        raise ValueError("reading certificates needs the Python package cryptography: %s" % CRYPTOGRAPHY_IMPORT_ERROR)
     try:
         with quiet_certificate_loading():
             return _read_facts(der)
@@ -315,7 +318,7 @@ def parse_x509(der: bytes) -> X509Facts:
 
 def _read_facts(der: bytes) -> X509Facts:
     cert = x509.load_der_x509_certificate(der)
-    common_names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    common_names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     san = _extension(cert, x509.SubjectAlternativeName)
     eku = _extension(cert, x509.ExtendedKeyUsage)
     basic_constraints = _extension(cert, x509.BasicConstraints)
@@ -338,7 +341,7 @@ def _read_facts(der: bytes) -> X509Facts:
         key_type=key_type,
         key_bits=key_bits,
         signature_hash=_signature_hash(cert),
-        ekus=None if eku is None else tuple(_EKU_NAMES.get(oid, oid.dotted_string) for oid in eku),
+        ekus=None if eku is None else tuple(_EKU_NAMES.get(oid.dotted_string, oid.dotted_string) for oid in eku),
         is_ca=basic_constraints is not None and basic_constraints.ca,
         subject_key_id=_hex(ski.digest if ski is not None else None),
         authority_key_id=_hex(aki.key_identifier if aki is not None else None),

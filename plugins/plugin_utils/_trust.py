@@ -39,8 +39,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
-from cryptography import x509
-from cryptography.x509.verification import DNSName, PolicyBuilder, Store, VerificationError
+try:
+    from cryptography import x509
+    from cryptography.x509.verification import DNSName, PolicyBuilder, Store, VerificationError
+except ImportError:  # pragma: no cover - ansible-core requires cryptography; see _model.CRYPTOGRAPHY_IMPORT_ERROR
+    pass
 
 from . import _model
 
@@ -160,6 +163,8 @@ def _pem_blocks(data: bytes) -> list[bytes]:
 def trust_store_from_pem(data: bytes, source: str) -> TrustStore:
     """A TrustStore from PEM text. One unreadable block is skipped (and listed), so one odd root in a
     large corporate bundle does not stop a fleet run; a bundle with no readable certificate is an error."""
+    if _model.CRYPTOGRAPHY_IMPORT_ERROR is not None:
+        raise TrustBundleError("reading trust bundle %s needs the Python package cryptography: %s" % (source, _model.CRYPTOGRAPHY_IMPORT_ERROR))
     anchors, intermediates, skipped = [], [], []
     for position, block in enumerate(_pem_blocks(data), start=1):
         try:

@@ -1,0 +1,481 @@
+# Copyright: (c) 2026, hybridmail.exchange contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Fleet reports, written once per run on the controller: report.json, junit.xml and summary.md.
+
+Input (a "run"):
+
+    {"hosts": {inventory_hostname: {"facts": <certificate_info facts> | None,
+                                    "findings": [Finding | Finding.to_dict()],
+                                    "error": str | None, "unreachable": bool, "changed": bool | None}},
+     "fleet_findings": [...] (optional: computed from the facts when absent),
+     "fail_on": "critical" | "warning" | "never", "mode": "audit" | "enforce",
+     "options": {...} (echoed), "generated_at": ISO 8601 or datetime (default: now),
+     "collection_version": str | None, "include_facts": bool (default True)}
+
+build_report() turns it into the report.json document (schema: docs/report-schema.md,
+docs/report.schema.json); render_junit() and render_markdown() render that document, so every
+report says the same thing. A host that failed or was unreachable is an error in all three, never
+left out. Only the standard library is used; every string from a server is treated as hostile
+(XML 1.0 forbidden characters are replaced, Markdown is escaped, JSON is valid UTF-8).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import re
+import tempfile
+import xml.etree.ElementTree as ET
+from typing import Mapping
+
+from . import _findings
+
+SCHEMA = "hybridmail.exchange/report"
+VERSION = 1
+COLLECTION = "hybridmail.exchange"
+FILE_NAMES = {"json": "report.json", "junit": "junit.xml", "markdown": "summary.md"}
+
+STATUS_OK, STATUS_FAILED, STATUS_UNREACHABLE = "ok", "failed", "unreachable"
+FLEET_SUITE = "fleet"
+AUDIT_CASE = "audit"
+TOP_FINDINGS = 3
+
+_FAILING_SEVERITIES = (_findings.CRITICAL, _findings.WARNING)
+
+
+class ReportError(ValueError):
+    """The run given to the report builder is not usable; the message says why."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Text hygiene
+# ---------------------------------------------------------------------------------------------
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+# Characters XML 1.0 cannot carry at all, even escaped.
+_XML_FORBIDDEN = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _clean_text(text: str) -> str:
+    """Lone surrogates (possible from decoded JSON) cannot be encoded as UTF-8: replace them."""
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def _clean(value):
+    """A JSON-able deep copy with every string encodable as UTF-8."""
+    if isinstance(value, Mapping):
+        return {_clean_text(str(key)): _clean(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(item) for item in value]
+    if isinstance(value, str):
+        return _clean_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN or infinity
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, datetime.datetime):
+        return _iso(value)
+    return _clean_text(str(value))
+
+
+def xml_text(value) -> str:
+    """Text safe for an XML 1.0 document: forbidden control characters become visible \\xNN escapes."""
+    text = _clean_text("" if value is None else str(value))
+    return _XML_FORBIDDEN.sub(lambda match: "\\x%02x" % ord(match.group()) if ord(match.group()) < 0x100 else "\ufffd", text)
+
+
+# What can become markup inside a table cell or after a list marker: emphasis, code, links and images,
+# HTML, table cells, strike-through, math (GitLab), entities. Block syntax (#, -, 1.) cannot start
+# there. Bare URLs may still be auto-linked by GFM, but they show their full text.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>!|~$&])")
+_MD_CONTROL = re.compile("[\u0000-\u001f\u007f-\u009f\u2028\u2029]+")
+
+
+def md(value) -> str:
+    """Text for one Markdown table cell or list item: on one line, nothing in it becomes markup, links or HTML."""
+    text = _clean_text("" if value is None else str(value))
+    text = " ".join(_MD_CONTROL.sub(" ", text).split())
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _iso(value: datetime.datetime) -> str:
+    return value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------------------------------------
+# report.json
+# ---------------------------------------------------------------------------------------------
+
+
+def _generated_at(value) -> str:
+    if value is None:
+        return _iso(datetime.datetime.now(datetime.timezone.utc))
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise ReportError("generated_at must be timezone-aware")
+        return _iso(value)
+    return str(value)
+
+
+def _host_entry(host: str, entry: Mapping, fail_on: str, include_facts: bool) -> dict:
+    if not isinstance(entry, Mapping):
+        raise ReportError("host %s: expected a mapping with facts, findings, error, unreachable, changed" % host)
+    facts = entry.get("facts")
+    error = entry.get("error")
+    unreachable = bool(entry.get("unreachable"))
+    if unreachable:
+        status = STATUS_UNREACHABLE
+        error = str(error or "host unreachable")
+    elif error or not isinstance(facts, Mapping):
+        status = STATUS_FAILED
+        error = str(error or "no facts were returned for this host")
+    else:
+        status = STATUS_OK
+        error = None
+    try:
+        findings = _findings.sort_findings(_findings.Finding.from_dict(item) for item in entry.get("findings") or ())
+    except ValueError as exc:
+        raise ReportError("host %s: %s" % (host, exc)) from None
+    server = (facts or {}).get("server") if isinstance(facts, Mapping) else None
+    changed = entry.get("changed")
+    return {
+        "host": host,
+        "status": status,
+        "audited": isinstance(facts, Mapping),
+        "error": error,
+        "changed": changed if isinstance(changed, bool) else None,
+        # fail_on never: nothing fails the run (errors are still reported everywhere); otherwise a host
+        # that was not audited cannot be called compliant.
+        "compliant": fail_on == "never" or (status == STATUS_OK and _findings.compliance(findings, fail_on)),
+        "server": {
+            "name": server.get("name"),
+            "fqdn": server.get("fqdn"),
+            "version": server.get("version"),
+        } if isinstance(server, Mapping) else None,
+        "hybrid_fqdns": list((facts or {}).get("hybrid_fqdns") or ()) if isinstance(facts, Mapping) else [],
+        "gathered_at": facts.get("gathered_at") if isinstance(facts, Mapping) else None,
+        "counts": _findings.counts(findings),
+        "findings": [finding.to_dict() for finding in findings],
+        "facts": dict(facts) if include_facts and isinstance(facts, Mapping) else None,
+    }
+
+
+def build_report(run: Mapping) -> dict:
+    """The report.json document of a run (see the module docstring). Raises ReportError for a bad run."""
+    if not isinstance(run, Mapping) or not isinstance(run.get("hosts"), Mapping):
+        raise ReportError("a run must be a mapping with a 'hosts' mapping")
+    fail_on = run.get("fail_on") or "critical"
+    if fail_on not in _findings.FAIL_ON:
+        raise ReportError("fail_on must be one of %s, got %r" % (", ".join(_findings.FAIL_ON), fail_on))
+    mode = run.get("mode") or "audit"
+    include_facts = run.get("include_facts", True) is not False
+    hosts = [_host_entry(str(host), run["hosts"][host], fail_on, include_facts) for host in sorted(run["hosts"], key=str)]
+
+    fleet = run.get("fleet_findings")
+    if fleet is None:
+        fleet = _findings.fleet_findings({entry["host"]: run["hosts"][entry["host"]].get("facts")
+                                          for entry in hosts if entry["status"] == STATUS_OK})
+    try:
+        fleet = _findings.sort_findings(_findings.Finding.from_dict(item) for item in fleet)
+    except ValueError as exc:
+        raise ReportError("fleet findings: %s" % exc) from None
+
+    totals = {
+        "hosts": len(hosts),
+        "ok": sum(1 for entry in hosts if entry["status"] == STATUS_OK),
+        "failed": sum(1 for entry in hosts if entry["status"] == STATUS_FAILED),
+        "unreachable": sum(1 for entry in hosts if entry["status"] == STATUS_UNREACHABLE),
+        "changed": sum(1 for entry in hosts if entry["changed"]),
+        "non_compliant_hosts": sum(1 for entry in hosts if not entry["compliant"]),
+        "findings": {key: sum(entry["counts"][key] for entry in hosts) + _findings.counts(fleet)[key]
+                     for key in _findings.SEVERITIES + ("exempted",)},
+    }
+    fleet_compliant = _findings.compliance(fleet, fail_on)
+    report = {
+        "schema": SCHEMA,
+        "version": VERSION,
+        "generated_at": _generated_at(run.get("generated_at")),
+        "collection": {"name": COLLECTION, "version": run.get("collection_version")},
+        "mode": mode,
+        "fail_on": fail_on,
+        "compliant": all(entry["compliant"] for entry in hosts) and fleet_compliant,
+        "options": dict(run.get("options") or {}),
+        "totals": totals,
+        "checks": [check.to_dict() for check in _findings.CHECKS],
+        "hosts": hosts,
+        "fleet": {
+            "hosts_considered": totals["ok"],
+            "compliant": fleet_compliant,
+            "counts": _findings.counts(fleet),
+            "findings": [finding.to_dict() for finding in fleet],
+        },
+    }
+    return _clean(report)
+
+
+def render_json(report: Mapping) -> str:
+    return json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# junit.xml
+# ---------------------------------------------------------------------------------------------
+
+
+def _case_name(check: Mapping) -> str:
+    return "%s %s: %s" % (check["id"], check["name"], check["title"])
+
+
+def _finding_text(finding: Mapping) -> str:
+    lines = [
+        "[%s] %s %s%s" % (finding["severity"], finding["id"], finding["title"],
+                          " (exempt: %s)" % finding["exemption"] if finding.get("exemption") else ""),
+        "Subject: %s" % finding.get("subject"),
+        "Auto-fix in enforce mode: %s" % ("yes" if finding.get("auto_fix") else "no"),
+        "Evidence:",
+        json.dumps(finding.get("evidence") or {}, indent=2, ensure_ascii=False, sort_keys=True, default=str),
+        "Remediation: %s" % finding.get("remediation"),
+    ]
+    if finding.get("references"):
+        lines.append("References: %s" % " ".join(finding["references"]))
+    return "\n".join(lines)
+
+
+def _add_case(suite: ET.Element, classname: str, name: str, counters: dict) -> ET.Element:
+    counters["tests"] += 1
+    return ET.SubElement(suite, "testcase", {"classname": xml_text(classname), "name": xml_text(name), "time": "0"})
+
+
+def _check_case(suite, classname, check: Mapping, findings: list, counters: dict) -> None:
+    case = _add_case(suite, classname, _case_name(check), counters)
+    active = [f for f in findings if not f.get("exemption")]
+    failing = [f for f in active if f["severity"] in _FAILING_SEVERITIES]
+    details = "\n\n".join(_finding_text(f) for f in findings)
+    if failing:
+        counters["failures"] += 1
+        worst = failing[0]  # findings are sorted, most severe first
+        message = worst["title"] + (" (+%d more)" % (len(failing) - 1) if len(failing) > 1 else "")
+        failure = ET.SubElement(case, "failure", {"type": xml_text(worst["severity"]), "message": xml_text(message)})
+        failure.text = xml_text(details)
+    elif findings and not active:
+        counters["skipped"] += 1
+        ET.SubElement(case, "skipped", {"message": xml_text("exempt: %s" % "; ".join(sorted({f["exemption"] for f in findings})))})
+        ET.SubElement(case, "system-out").text = xml_text(details)
+    elif findings:
+        ET.SubElement(case, "system-out").text = xml_text(details)  # info only: passes, with the details
+
+
+def _properties(suite: ET.Element, values: Mapping) -> None:
+    properties = ET.SubElement(suite, "properties")
+    for name, value in values.items():
+        if value is not None:
+            ET.SubElement(properties, "property", {"name": name, "value": xml_text(value)})
+
+
+def _suite(root: ET.Element, name: str, timestamp: str) -> tuple[ET.Element, dict]:
+    suite = ET.SubElement(root, "testsuite", {"name": xml_text(name), "timestamp": timestamp[:19], "time": "0"})
+    return suite, {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+
+
+def _close_suite(suite: ET.Element, counters: dict, totals: dict) -> None:
+    for key, value in counters.items():
+        suite.set(key, str(value))
+        totals[key] += value
+
+
+def render_junit(report: Mapping) -> bytes:
+    """JUnit XML: a testsuite per host with a testcase "audit" (an <error> when the host failed or was
+    unreachable) and one testcase per server check of the catalogue (a <failure> per check with
+    critical or warning findings, <skipped> when all its findings are exempt or the host was not
+    audited, passing otherwise, info findings in <system-out>), then a "fleet" testsuite."""
+    root = ET.Element("testsuites", {"name": "%s hybrid readiness" % COLLECTION, "time": "0"})
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    timestamp = report["generated_at"]
+    server_checks = [check for check in report["checks"] if check["scope"] == "server"]
+    fleet_checks = [check for check in report["checks"] if check["scope"] == "fleet"]
+
+    for entry in report["hosts"]:
+        host = entry["host"]
+        suite, counters = _suite(root, host, timestamp)
+        _properties(suite, {
+            "status": entry["status"],
+            "compliant": str(entry["compliant"]).lower(),
+            "changed": None if entry["changed"] is None else str(entry["changed"]).lower(),
+            "fqdn": (entry.get("server") or {}).get("fqdn"),
+            "exchange_version": (entry.get("server") or {}).get("version"),
+            "gathered_at": entry.get("gathered_at"),
+        })
+        case = _add_case(suite, host, AUDIT_CASE, counters)
+        if entry["status"] != STATUS_OK:
+            counters["errors"] += 1
+            error = ET.SubElement(case, "error", {"type": entry["status"], "message": xml_text(entry["error"])})
+            error.text = xml_text("%s: %s" % (host, entry["error"]))
+        by_id: dict = {}
+        for finding in entry["findings"]:
+            by_id.setdefault(finding["id"], []).append(finding)
+        for check in server_checks:
+            if not entry["audited"]:
+                case = _add_case(suite, host, _case_name(check), counters)
+                counters["skipped"] += 1
+                ET.SubElement(case, "skipped", {"message": "not evaluated: host %s" % entry["status"]})
+            else:
+                _check_case(suite, host, check, by_id.pop(check["id"], []), counters)
+        for check_id, findings in sorted(by_id.items()):  # ids this catalogue does not know (newer producer)
+            _check_case(suite, host, {"id": check_id, "name": findings[0].get("name") or check_id, "title": findings[0]["title"]},
+                        findings, counters)
+        _close_suite(suite, counters, totals)
+
+    suite, counters = _suite(root, FLEET_SUITE, timestamp)
+    not_evaluated = [entry["host"] for entry in report["hosts"] if entry["status"] != STATUS_OK]
+    _properties(suite, {"hosts_considered": report["fleet"]["hosts_considered"],
+                        "hosts_not_evaluated": ", ".join(not_evaluated) or None})
+    fleet_by_id: dict = {}
+    for finding in report["fleet"]["findings"]:
+        fleet_by_id.setdefault(finding["id"], []).append(finding)
+    for check in fleet_checks:
+        _check_case(suite, FLEET_SUITE, check, fleet_by_id.pop(check["id"], []), counters)
+    for check_id, findings in sorted(fleet_by_id.items()):
+        _check_case(suite, FLEET_SUITE, {"id": check_id, "name": findings[0].get("name") or check_id, "title": findings[0]["title"]},
+                    findings, counters)
+    _close_suite(suite, counters, totals)
+
+    for key, value in totals.items():
+        root.set(key, str(value))
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# summary.md
+# ---------------------------------------------------------------------------------------------
+
+_STATUS_LABEL = {STATUS_OK: "audited", STATUS_FAILED: "FAILED", STATUS_UNREACHABLE: "UNREACHABLE"}
+
+
+def _top(findings: list, limit: int = TOP_FINDINGS) -> str:
+    active = [f for f in findings if not f.get("exemption") and f["severity"] in _FAILING_SEVERITIES]
+    if not active:
+        return "none"
+    shown = ["**%s** %s: %s" % (md(f["id"]), md(f["severity"]), md(f["title"])) for f in active[:limit]]
+    if len(active) > limit:
+        shown.append("(+%d more)" % (len(active) - limit))
+    return "<br>".join(shown)
+
+
+def _host_order(entry: Mapping):
+    counts = entry["counts"]
+    return (entry["status"] == STATUS_OK, entry["compliant"], -counts["critical"], -counts["warning"], entry["host"])
+
+
+def render_markdown(report: Mapping) -> str:
+    totals = report["totals"]
+    lines = [
+        "# Hybrid readiness report",
+        "",
+        "**Result: %s** (fail on: %s) | mode: %s | generated %s | %s %s" % (
+            "compliant" if report["compliant"] else "NOT COMPLIANT", md(report["fail_on"]), md(report["mode"]),
+            md(report["generated_at"]), COLLECTION, md(report["collection"].get("version") or "")),
+        "",
+        "| Hosts | Audited | Failed | Unreachable | Changed | Not compliant | Critical | Warning | Info | Exempt |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| %d | %d | %d | %d | %d | %d | %d | %d | %d | %d |" % (
+            totals["hosts"], totals["ok"], totals["failed"], totals["unreachable"], totals["changed"], totals["non_compliant_hosts"],
+            totals["findings"]["critical"], totals["findings"]["warning"], totals["findings"]["info"], totals["findings"]["exempted"]),
+        "",
+        "## Servers",
+        "",
+    ]
+    if report["hosts"]:
+        lines += ["| Server | Status | Compliant | Critical | Warning | Info | Top findings |",
+                  "|---|---|---|---:|---:|---:|---|"]
+        for entry in sorted(report["hosts"], key=_host_order):
+            counts = entry["counts"]
+            if entry["audited"]:
+                top = _top(entry["findings"])
+            else:
+                top = "not audited: %s" % md(entry["error"])
+            lines.append("| %s | %s | %s | %d | %d | %d | %s |" % (
+                md(entry["host"]), _STATUS_LABEL[entry["status"]], "yes" if entry["compliant"] else "**no**",
+                counts["critical"], counts["warning"], counts["info"], top))
+    else:
+        lines.append("No hosts were in the run.")
+    errors = [entry for entry in report["hosts"] if entry["status"] != STATUS_OK]
+    lines += ["", "## Unreachable or failed hosts", ""]
+    if errors:
+        lines += ["- **%s** (%s): %s" % (md(entry["host"]), entry["status"], md(entry["error"])) for entry in errors]
+    else:
+        lines.append("None: every host was audited.")
+
+    fleet = report["fleet"]
+    lines += ["", "## Fleet", "", "Hosts compared: %d." % fleet["hosts_considered"], ""]
+    if fleet["findings"]:
+        for finding in fleet["findings"]:
+            lines.append("- **%s** %s: %s" % (md(finding["id"]), md(finding["severity"]), md(finding["title"])))
+            for group in (finding.get("evidence") or {}).get("groups") or ():
+                certs = "; ".join("%s issued by %s" % (md(c.get("subject")), md(c.get("issuer"))) for c in group.get("certificates") or ())
+                hosts = group.get("hosts") or []
+                shown = ", ".join(md(h) for h in hosts[:20]) + (" and %d more" % (len(hosts) - 20) if len(hosts) > 20 else "")
+                lines.append("  - %d host(s): %s (%s)" % (len(hosts), certs, shown))
+    else:
+        lines.append("No fleet findings: the hybrid transport servers present the same hybrid certificate.")
+
+    lines += ["", "## Findings by check", ""]
+    affected: dict = {}
+    for entry in report["hosts"]:
+        for finding in entry["findings"]:
+            if not finding.get("exemption"):
+                affected.setdefault(finding["id"], set()).add(entry["host"])
+    for finding in fleet["findings"]:
+        if not finding.get("exemption"):
+            affected.setdefault(finding["id"], set()).add(FLEET_SUITE)
+    checks = {check["id"]: check for check in report["checks"]}
+    if affected:
+        lines += ["| Check | Severity (max) | Title | Hosts | Auto-fix | Reference |", "|---|---|---|---:|---|---|"]
+        for check_id in sorted(affected, key=lambda cid: (_findings._RANK.get(checks.get(cid, {}).get("severity"), 9), cid)):
+            check = checks.get(check_id) or {"severity": "?", "title": check_id, "auto_fix": "?", "references": []}
+            reference = check["references"][0] if check.get("references") else ""
+            lines.append("| %s | %s | %s | %d | %s | %s |" % (
+                md(check_id), md(check["severity"]), md(check["title"]), len(affected[check_id]), md(check["auto_fix"]),
+                "[docs](%s)" % reference if reference else ""))
+    else:
+        lines.append("No findings.")
+    lines += ["", "Finding catalogue: docs/findings.md. Machine-readable report: report.json; per-check results: junit.xml.", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    directory = os.path.dirname(path)
+    handle, temporary = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as output:
+            output.write(data)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def write_reports(directory: str, run: Mapping) -> dict:
+    """Build the report once and write report.json, junit.xml and summary.md into directory (created when
+    missing; each file replaced atomically). Returns {"json": path, "junit": path, "markdown": path,
+    "compliant": bool}."""
+    report = build_report(run)
+    directory = os.path.abspath(os.path.expanduser(str(directory)))
+    os.makedirs(directory, exist_ok=True)
+    paths = {kind: os.path.join(directory, name) for kind, name in FILE_NAMES.items()}
+    _write_atomic(paths["json"], render_json(report).encode("utf-8"))
+    _write_atomic(paths["junit"], render_junit(report))
+    _write_atomic(paths["markdown"], render_markdown(report).encode("utf-8"))
+    return dict(paths, compliant=report["compliant"])

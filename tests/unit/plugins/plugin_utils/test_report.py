@@ -1,0 +1,363 @@
+"""Fleet reports (plugins/plugin_utils/_report.py): report.json against its schema, junit.xml, summary.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import xml.etree.ElementTree as ET
+
+import jsonschema
+import pytest
+
+import hybrid_world as world
+from hybrid_world import NOW
+
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _findings, _report
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+SCHEMA_PATH = os.path.join(REPO_ROOT, "docs", "report.schema.json")
+HOSTILE = ("Q3 \"web\" 'cert' | pipe\nnew line $(Remove-Item C:\\ -Recurse) `code` <b>bold</b> [x](http://evil.example) "
+           "![i](http://t) \u00fcber \u010cechy ]]> &amp; *em* \x00\x1b\x07 \ud800")
+
+
+@pytest.fixture(scope="module")
+def schema():
+    with open(SCHEMA_PATH, encoding="utf-8") as handle:
+        document = json.load(handle)
+    jsonschema.Draft202012Validator.check_schema(document)
+    return document
+
+
+def validate(report, schema):
+    jsonschema.Draft202012Validator(schema).validate(json.loads(_report.render_json(report)))
+
+
+def entry(server: world.Server, options=None, **extra):
+    facts = server.facts()
+    return dict({"facts": facts, "findings": [f.to_dict() for f in _findings.server_findings(facts, options)], "error": None,
+                 "unreachable": False, "changed": False}, **extra)
+
+
+def hostile_server() -> world.Server:
+    server = world.kb2888788("EX05")
+    server.certificates[-1].friendly_name = HOSTILE
+    server.send_connectors[0]["Identity"] = HOSTILE
+    return server
+
+
+@pytest.fixture(scope="module")
+def run():
+    servers = ["EX01", "EX02", "EX05"]
+    return {
+        "hosts": {
+            "ex01": entry(world.kb2888788("EX01")),
+            "ex02": entry(world.healthy("EX02", servers=servers)),
+            "ex03": {"facts": None, "findings": [], "error": "winrm: connection timed out after 30 s", "unreachable": True, "changed": None},
+            "ex04": {"facts": None, "findings": [], "error": "Get-ExchangeServer failed: " + HOSTILE, "unreachable": False},
+            "ex05": entry(hostile_server()),
+        },
+        "fail_on": "critical",
+        "mode": "audit",
+        "options": {"expiry_warning_days": 60, "expiry_critical_days": 30, "min_key_size": 2048},
+        "generated_at": NOW,
+        "collection_version": "0.1.0",
+    }
+
+
+@pytest.fixture(scope="module")
+def report(run):
+    return _report.build_report(run)
+
+
+# ---------------------------------------------------------------------------------------------
+# report.json
+# ---------------------------------------------------------------------------------------------
+
+
+def test_report_validates_against_the_schema(report, schema):
+    validate(report, schema)
+    assert report["schema"] == "hybridmail.exchange/report" and report["version"] == 1
+
+
+@pytest.mark.parametrize("changes", [{"include_facts": False}, {"fail_on": "never"}, {"fail_on": "warning", "mode": "enforce"}, {"hosts": {}}])
+def test_report_variants_validate(run, schema, changes):
+    validate(_report.build_report(dict(run, **changes)), schema)
+
+
+def test_report_totals_and_statuses(report):
+    by_host = {h["host"]: h for h in report["hosts"]}
+    assert [h["host"] for h in report["hosts"]] == ["ex01", "ex02", "ex03", "ex04", "ex05"]
+    assert {h: e["status"] for h, e in by_host.items()} == {"ex01": "ok", "ex02": "ok", "ex03": "unreachable", "ex04": "failed", "ex05": "ok"}
+    assert report["totals"]["hosts"] == 5 and report["totals"]["ok"] == 3
+    assert report["totals"]["unreachable"] == 1 and report["totals"]["failed"] == 1
+    assert report["totals"]["non_compliant_hosts"] == 4  # ex01, ex05 (critical findings), ex03, ex04 (not audited)
+    assert report["compliant"] is False
+    assert by_host["ex02"]["compliant"] and by_host["ex02"]["findings"] == []
+    assert by_host["ex03"]["error"] == "winrm: connection timed out after 30 s" and not by_host["ex03"]["audited"]
+    assert report["totals"]["findings"]["critical"] == sum(h["counts"]["critical"] for h in report["hosts"]) + report["fleet"]["counts"]["critical"]
+
+
+def test_fail_on_never_is_compliant_but_still_reports_errors(run):
+    report = _report.build_report(dict(run, fail_on="never"))
+    assert report["compliant"] is True and report["totals"]["unreachable"] == 1
+
+
+def test_a_host_without_facts_or_error_is_a_failure_not_silence(run):
+    report = _report.build_report({"hosts": {"ex09": {"facts": None}}, "generated_at": NOW})
+    assert report["hosts"][0]["status"] == "failed" and report["hosts"][0]["error"] == "no facts were returned for this host"
+    assert report["compliant"] is False
+
+
+def test_fleet_findings_are_computed_from_audited_hosts(run):
+    servers = ["EX01", "EX02"]
+    other = world.public_cert(world.HYBRID_NAME, subject="CN=mail.contoso.com, O=Branch, C=US")
+    report = _report.build_report(dict(run, hosts={
+        "ex01": entry(world.healthy("EX01", servers=servers)),
+        "ex02": entry(world.healthy("EX02", hybrid_cert=other, servers=servers)),
+        "ex03": run["hosts"]["ex03"],
+    }))
+    assert [f["id"] for f in report["fleet"]["findings"]] == ["HM501"]
+    assert report["fleet"]["hosts_considered"] == 2 and report["compliant"] is False  # ex03 unreachable
+
+
+def test_findings_can_be_rebuilt_from_report_json(report):
+    stored = json.loads(_report.render_json(report))
+    for host in stored["hosts"]:
+        if host["facts"] is not None:
+            rebuilt = [f.to_dict() for f in _findings.server_findings(host["facts"])]
+            assert rebuilt == host["findings"]
+
+
+def test_finding_objects_and_dicts_are_both_accepted(run):
+    facts = world.kb2888788().facts()
+    objects = _report.build_report({"hosts": {"ex01": {"facts": facts, "findings": _findings.server_findings(facts)}}, "generated_at": NOW})
+    dicts = _report.build_report({"hosts": {"ex01": {"facts": facts, "findings": [f.to_dict() for f in _findings.server_findings(facts)]}},
+                                  "generated_at": NOW})
+    assert objects == dicts
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"hosts": []}, "'hosts' mapping"),
+    ({"hosts": {}, "fail_on": "error"}, "fail_on"),
+    ({"hosts": {"ex01": "nope"}}, "host ex01"),
+    ({"hosts": {"ex01": {"facts": {}, "findings": [{"id": "HM101"}]}}}, "host ex01: finding lacks severity, title"),
+])
+def test_bad_runs_are_refused_with_a_message(bad, message):
+    with pytest.raises(_report.ReportError, match=re.escape(message)):
+        _report.build_report(bad)
+
+
+def test_json_output_is_valid_utf8_with_hostile_text(report):
+    text = _report.render_json(report)
+    text.encode("utf-8")  # no lone surrogate survives
+    by_host = {h["host"]: h for h in json.loads(text)["hosts"]}
+    assert "\u010cechy" in by_host["ex04"]["error"] and "\ufffd" in by_host["ex04"]["error"]
+    assert "$(Remove-Item" in by_host["ex05"]["findings"][0]["evidence"]["connectors"][0]["identity"]
+
+
+# ---------------------------------------------------------------------------------------------
+# junit.xml
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def junit(report):
+    return ET.fromstring(_report.render_junit(report))
+
+
+def _suite(junit, name):
+    return next(s for s in junit.findall("testsuite") if s.get("name") == name)
+
+
+def _case(suite, prefix):
+    return next(c for c in suite.findall("testcase") if c.get("name").startswith(prefix))
+
+
+def test_junit_has_a_suite_per_host_and_a_fleet_suite(junit):
+    assert [s.get("name") for s in junit.findall("testsuite")] == ["ex01", "ex02", "ex03", "ex04", "ex05", "fleet"]
+    for suite in junit.findall("testsuite")[:-1]:
+        names = [c.get("name") for c in suite.findall("testcase")]
+        assert names[0] == "audit"
+        assert names[1:] == ["%s %s: %s" % (c.id, c.name, c.title) for c in _findings.SERVER_CHECKS]  # passing ones too
+    fleet = _suite(junit, "fleet")
+    assert [c.get("name").split()[0] for c in fleet.findall("testcase")] == [c.id for c in _findings.FLEET_CHECKS]
+
+
+def test_junit_counts_match_the_testcases(junit):
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for suite in junit.findall("testsuite"):
+        cases = suite.findall("testcase")
+        counted = {
+            "tests": len(cases),
+            "failures": sum(1 for c in cases if c.find("failure") is not None),
+            "errors": sum(1 for c in cases if c.find("error") is not None),
+            "skipped": sum(1 for c in cases if c.find("skipped") is not None),
+        }
+        assert {key: int(suite.get(key)) for key in counted} == counted, suite.get("name")
+        for key in totals:
+            totals[key] += counted[key]
+    assert {key: int(junit.get(key)) for key in totals} == totals
+
+
+def test_junit_failure_names_the_kb_finding(junit, report):
+    case = _case(_suite(junit, "ex01"), "HM101 kb2888788-ambiguous-smtp-certificate")
+    failure = case.find("failure")
+    assert failure is not None and failure.get("type") == "critical"
+    kb = next(f for f in report["hosts"][0]["findings"] if f["id"] == "HM101")
+    assert failure.get("message") == kb["title"]
+    assert "Remediation:" in failure.text and _findings.KB_2888788 in failure.text and kb["subject"] in failure.text
+    assert _suite(junit, "ex01").find("properties/property[@name='compliant']").get("value") == "false"
+
+
+def test_junit_passing_checks_are_empty_testcases(junit):
+    suite = _suite(junit, "ex02")
+    assert int(suite.get("failures")) == 0 and int(suite.get("errors")) == 0
+    assert all(len(case) == 0 for case in suite.findall("testcase"))
+
+
+@pytest.mark.parametrize("host, kind", [("ex03", "unreachable"), ("ex04", "failed")])
+def test_junit_unreachable_and_failed_hosts_are_errors(junit, host, kind):
+    suite = _suite(junit, host)
+    error = _case(suite, "audit").find("error")
+    assert error is not None and error.get("type") == kind
+    assert int(suite.get("errors")) == 1
+    assert all(c.find("skipped") is not None for c in suite.findall("testcase")[1:])
+    assert _suite(junit, "fleet").find("properties/property[@name='hosts_not_evaluated']").get("value") == "ex03, ex04"
+
+
+def test_junit_info_findings_pass_with_details_and_exempt_ones_are_skipped():
+    server = world.healthy()
+    server.events = [world.event_2004(world.UNTRUSTED_ROOT_TEXT)]  # info: no cause remains
+    facts = server.facts()
+    findings = _findings.apply_exemptions(_findings.server_findings(world.kb2888788().facts()),
+                                          [{"id": "HM402", "reason": "queue drains after the change window"}])
+    report = _report.build_report({"hosts": {
+        "info": {"facts": facts, "findings": _findings.server_findings(facts)},
+        "exempt": {"facts": world.kb2888788().facts(), "findings": findings},
+    }, "generated_at": NOW})
+    junit = ET.fromstring(_report.render_junit(report))
+    info_case = _case(_suite(junit, "info"), "HM401")
+    assert info_case.find("failure") is None and "UntrustedRoot" in info_case.find("system-out").text
+    skipped = _case(_suite(junit, "exempt"), "HM402").find("skipped")
+    assert skipped is not None and skipped.get("message") == "exempt: queue drains after the change window"
+
+
+def test_junit_survives_hostile_strings(junit):
+    case = _case(_suite(junit, "ex05"), "HM101")
+    assert "$(Remove-Item" in case.find("failure").text and "]]>" in case.find("failure").text
+    error = _case(_suite(junit, "ex04"), "audit").find("error")
+    assert "\\x00\\x1b\\x07" in error.get("message") and "\n" in error.get("message")  # control characters made visible
+
+
+def test_junit_keeps_findings_of_checks_it_does_not_know():
+    report = _report.build_report({"hosts": {"ex01": {"facts": world.healthy().facts(), "findings": [
+        {"id": "HM777", "name": "from-a-newer-release", "severity": "warning", "title": "new check"}]}}, "generated_at": NOW})
+    junit = ET.fromstring(_report.render_junit(report))
+    assert _case(_suite(junit, "ex01"), "HM777 HM777: new check").find("failure") is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# summary.md
+# ---------------------------------------------------------------------------------------------
+
+
+def _cells(line: str) -> list:
+    """Split a Markdown table row at pipes that are not backslash-escaped."""
+    cells, current, escaped = [], "", False
+    for char in line.strip()[1:-1]:
+        if char == "|" and not escaped:
+            cells.append(current)
+            current = ""
+        else:
+            current += char
+        escaped = char == "\\" and not escaped
+    return cells + [current]
+
+
+@pytest.fixture(scope="module")
+def markdown(report):
+    return _report.render_markdown(report)
+
+
+def test_markdown_tables_keep_their_shape(markdown):
+    lines = markdown.splitlines()
+    for header_index, line in enumerate(lines):
+        if line.startswith("| Server |"):
+            break
+    width = len(_cells(lines[header_index]))
+    rows = []
+    for line in lines[header_index + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    assert len(rows) == 5
+    assert all(len(_cells(row)) == width for row in rows)
+
+
+def test_markdown_lists_the_result_unreachable_hosts_and_top_findings(markdown):
+    assert "**Result: NOT COMPLIANT** (fail on: critical)" in markdown
+    section = markdown.split("## Unreachable or failed hosts")[1].split("##")[0]
+    assert "**ex03** (unreachable): winrm: connection timed out after 30 s" in section
+    assert "**ex04** (failed)" in section
+    row = next(line for line in markdown.splitlines() if line.startswith("| ex01 |"))
+    assert "**HM101** critical: KB 2888788" in row and "| **no** |" in row
+    assert "| ex02 | audited | yes | 0 | 0 | 0 | none |" in markdown
+
+
+def test_markdown_escapes_hostile_text(markdown):
+    for line in markdown.splitlines():
+        unescaped = re.sub(r"\\.", "", line.replace("[docs](https://", ""))  # our own links
+        assert "<b>" not in unescaped and "](" not in unescaped and "`" not in unescaped
+        assert "\x00" not in line and "\x1b" not in line
+    assert "\\| pipe new line \\$\\(Remove" in markdown  # the newline became a space, the pipe is escaped
+    assert "\u00fcber \u010cechy" in markdown
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a|b", "a\\|b"),
+    ("line1\nline2\r\n\tline3", "line1 line2 line3"),
+    ("[x](javascript:alert(1))", "\\[x\\]\\(javascript:alert\\(1\\)\\)"),
+    ("<script>", "\\<script\\>"),
+    ("*a* _b_ ~c~ $d$ &amp; !e", "\\*a\\* \\_b\\_ \\~c\\~ \\$d\\$ \\&amp; \\!e"),
+    ("back\\slash", "back\\\\slash"),
+    ("mail.contoso.com", "mail.contoso.com"),
+])
+def test_md_escape(text, expected):
+    assert _report.md(text) == expected
+
+
+def test_markdown_fleet_section_and_checks(run):
+    servers = ["EX01", "EX02"]
+    other = world.public_cert(world.HYBRID_NAME, subject="CN=mail.contoso.com, O=Branch | Office, C=US")
+    report = _report.build_report({"hosts": {
+        "ex01": entry(world.healthy("EX01", servers=servers)),
+        "ex02": entry(world.healthy("EX02", hybrid_cert=other, servers=servers)),
+    }, "generated_at": NOW})
+    markdown = _report.render_markdown(report)
+    fleet = markdown.split("## Fleet")[1].split("## Findings by check")[0]
+    assert "**HM501** warning" in fleet and "O=Branch \\| Office" in fleet and "1 host(s)" in fleet
+    assert re.search(r"\| HM501 \| warning \| .* \| 1 \| no \| \[docs\]\(https://", markdown)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+
+def test_write_reports_writes_three_files_atomically(run, tmp_path, schema):
+    directory = tmp_path / "reports" / "run-1"
+    paths = _report.write_reports(str(directory), run)
+    assert paths["compliant"] is False
+    assert {os.path.basename(paths[k]) for k in ("json", "junit", "markdown")} == {"report.json", "junit.xml", "summary.md"}
+    assert sorted(os.listdir(directory)) == ["junit.xml", "report.json", "summary.md"]  # no temporary files left
+    with open(paths["json"], encoding="utf-8") as handle:
+        jsonschema.Draft202012Validator(schema).validate(json.load(handle))
+    ET.parse(paths["junit"])
+    with open(paths["markdown"], encoding="utf-8") as handle:
+        assert handle.read().startswith("# Hybrid readiness report")
+    # a second run replaces the files
+    again = _report.write_reports(str(directory), dict(run, hosts={"ex02": run["hosts"]["ex02"]}))
+    assert again["compliant"] is True
+    with open(paths["json"], encoding="utf-8") as handle:
+        assert [h["host"] for h in json.load(handle)["hosts"]] == ["ex02"]
