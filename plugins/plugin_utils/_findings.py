@@ -713,8 +713,12 @@ class _Server:
         Configuration Wizard sets it to the hybrid certificate's name). For a receive connector, the host
         Exchange Online delivers to, the hybrid configuration's OnPremisesSmartHost: the connector's own Fqdn
         is the server FQDN on the wizard's "Default Frontend" connector, which the hybrid certificate need not cover."""
-        if kind == "receive" and self.smart_host:
-            return self.smart_host
+        if kind == "receive":
+            # Without a hybrid configuration (an Edge server), the public name is the one its cloud
+            # send connectors present; the receive connector's Fqdn is the server's own name.
+            send_names = [self.connector_name(c) for k, c in self.enabled_connectors if k == "send"]
+            if self.smart_host or send_names:
+                return self.smart_host or send_names[0]
         return self.connector_name(connector)
 
     @staticmethod

@@ -470,7 +470,7 @@ def _write_atomic(path: str, data: bytes) -> None:
 def write_reports(directory: str, run: Mapping) -> dict:
     """Build the report once and write report.json, junit.xml and summary.md into directory (created when
     missing; each file replaced atomically). Returns {"json": path, "junit": path, "markdown": path,
-    "compliant": bool}."""
+    "compliant": bool, "report": the report.json document}."""
     report = build_report(run)
     directory = os.path.abspath(os.path.expanduser(str(directory)))
     os.makedirs(directory, exist_ok=True)
@@ -478,4 +478,4 @@ def write_reports(directory: str, run: Mapping) -> dict:
     _write_atomic(paths["json"], render_json(report).encode("utf-8"))
     _write_atomic(paths["junit"], render_junit(report))
     _write_atomic(paths["markdown"], render_markdown(report).encode("utf-8"))
-    return dict(paths, compliant=report["compliant"])
+    return dict(paths, compliant=report["compliant"], report=report)

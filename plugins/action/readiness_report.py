@@ -1,0 +1,93 @@
+# Copyright: (c) 2026, hybridmail.exchange contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""readiness_report: findings per host and for the fleet, and the run's reports, on the controller.
+
+Runs once per play (run_once). It reads each host's registered audit or enforcement result from
+hostvars, so no host is contacted again.
+"""
+
+from __future__ import annotations
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _findings, _report
+
+ARGUMENT_SPEC = dict(
+    hosts=dict(type="list", elements="str", required=True),
+    result_var=dict(type="str", default="hybrid_readiness_host"),
+    report_dir=dict(type="path", required=True),
+    mode=dict(type="str", default="audit", choices=["audit", "enforce"]),
+    fail_on=dict(type="str", default="critical", choices=list(_findings.FAIL_ON)),
+    expiry_warning_days=dict(type="int", default=60),
+    expiry_critical_days=dict(type="int", default=30),
+    min_key_size=dict(type="int", default=2048),
+    exemptions=dict(type="list", elements="dict", default=[]),
+)
+
+
+def host_entry(result, options, exemptions, host):
+    """The report's view of one host's registered module result."""
+    if not isinstance(result, dict):
+        return {"error": "no result from this host in this run"}
+    if result.get("unreachable"):
+        return {"unreachable": True, "error": result.get("msg") or "host unreachable"}
+    # certificate_info returns the facts at the top level; the enforcement modules under "facts".
+    facts = result.get("facts") if isinstance(result.get("facts"), dict) else result
+    entry = {"changed": bool(result.get("changed")), "error": result.get("msg") if result.get("failed") else None}
+    if "certificates" not in facts:
+        entry["error"] = entry["error"] or "the module returned no certificate facts"
+        return entry
+    entry["facts"] = facts
+    findings = _findings.apply_exemptions(_findings.server_findings(facts, options), exemptions, host)
+    entry["findings"] = [finding.to_dict() for finding in findings]
+    return entry
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _supports_check_mode = True
+    _supports_async = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
+        try:
+            options = _findings.Options.of({key: args[key] for key in ("expiry_warning_days", "expiry_critical_days", "min_key_size")})
+            exemptions = _findings.validate_exemptions(args["exemptions"])
+        except ValueError as exc:
+            return dict(result, failed=True, msg=str(exc))
+
+        hostvars = (task_vars or {}).get("hostvars", {})
+        hosts = {}
+        for host in args["hosts"]:
+            registered = hostvars[host].get(args["result_var"]) if host in hostvars else None
+            hosts[host] = host_entry(registered, options, exemptions, host)
+
+        run = {"hosts": hosts, "mode": args["mode"], "fail_on": args["fail_on"],
+               "options": {key: args[key] for key in ("expiry_warning_days", "expiry_critical_days", "min_key_size")},
+               "collection_version": "0.1.0"}
+        try:
+            written = _report.write_reports(args["report_dir"], run)
+        except (_report.ReportError, OSError) as exc:
+            return dict(result, failed=True, msg="cannot write the hybrid readiness reports: %s" % exc)
+
+        report = written["report"]
+        result.update(
+            changed=False,
+            compliant=report["compliant"],
+            fleet_compliant=report["fleet"]["compliant"],
+            totals=report["totals"],
+            reports={kind: written[kind] for kind in ("json", "junit", "markdown")},
+            hosts={entry["host"]: {
+                "compliant": entry["compliant"],
+                "status": entry["status"],
+                "error": entry["error"],
+                "counts": entry["counts"],
+                "findings": ["%s %s: %s" % (f["severity"], f["id"], f["title"]) for f in entry["findings"] if not f.get("exemption")],
+            } for entry in report["hosts"]},
+            fleet_findings=["%s %s: %s" % (f["severity"], f["id"], f["title"]) for f in report["fleet"]["findings"] if not f.get("exemption")],
+        )
+        return result

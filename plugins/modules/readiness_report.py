@@ -1,0 +1,112 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+
+# Copyright: (c) 2026, hybridmail.exchange contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# Documentation only: the action plugin plugins/action/readiness_report.py runs on the controller.
+
+DOCUMENTATION = r"""
+---
+module: readiness_report
+short_description: Hybrid readiness findings and fleet reports from registered audit results
+version_added: 0.1.0
+description:
+  - Turns each host's registered M(hybridmail.exchange.certificate_info) or
+    M(hybridmail.exchange.smtp_certificate) result into findings with stable IDs (see C(docs/findings.md)),
+    adds the fleet-wide findings (the hybrid certificate must be the same on every hybrid transport
+    server), and writes C(report.json), C(junit.xml) and C(summary.md).
+  - Runs on the controller and contacts no host. Use it once per play (C(run_once)); the
+    M(hybridmail.exchange.hybrid_readiness) role does.
+  - Unreachable and failed hosts are errors in every report, never left out.
+author:
+  - hybridmail.exchange contributors (@hybridmail)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: It writes the reports in check mode too; they describe the run.
+  diff_mode:
+    support: none
+  platform:
+    platforms: all
+options:
+  hosts:
+    description: The inventory hosts to report on, usually C(ansible_play_hosts_all).
+    type: list
+    elements: str
+    required: true
+  result_var:
+    description: The host variable holding each host's registered module result.
+    type: str
+    default: hybrid_readiness_host
+  report_dir:
+    description: Directory on the controller for the three reports (created when missing).
+    type: path
+    required: true
+  mode:
+    description: Recorded in the reports.
+    type: str
+    choices: [audit, enforce]
+    default: audit
+  fail_on:
+    description: A host is non-compliant with a finding of this severity or worse.
+    type: str
+    choices: [critical, warning, never]
+    default: critical
+  expiry_warning_days:
+    description: Expiry within this many days is a warning.
+    type: int
+    default: 60
+  expiry_critical_days:
+    description: Expiry within this many days is critical.
+    type: int
+    default: 30
+  min_key_size:
+    description: RSA keys shorter than this are weak.
+    type: int
+    default: 2048
+  exemptions:
+    description: Accepted findings, each with C(id), C(reason), and optionally C(hosts) (globs), C(subjects), C(until).
+    type: list
+    elements: dict
+    default: []
+"""
+
+EXAMPLES = r"""
+- name: Write the fleet reports once
+  hybridmail.exchange.readiness_report:
+    hosts: "{{ ansible_play_hosts_all }}"
+    report_dir: "{{ playbook_dir }}/reports"
+  run_once: true
+  register: readiness
+"""
+
+RETURN = r"""
+compliant:
+  description: Every host and the fleet meet O(fail_on).
+  returned: success
+  type: bool
+fleet_compliant:
+  description: The fleet-wide findings meet O(fail_on).
+  returned: success
+  type: bool
+totals:
+  description: Host and finding counts of the run.
+  returned: success
+  type: dict
+reports:
+  description: Paths of C(json), C(junit) and C(markdown).
+  returned: success
+  type: dict
+hosts:
+  description: Per host C(compliant), C(status) (ok, failed, unreachable), C(error), C(counts) and C(findings) (one line each).
+  returned: success
+  type: dict
+fleet_findings:
+  description: The fleet-wide findings, one line each.
+  returned: success
+  type: list
+  elements: str
+"""
