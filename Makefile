@@ -15,7 +15,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_NOCOLOR := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test setup lint sanity unit integration molecule lock clean
+.PHONY: demo test setup lint sanity unit integration molecule benchmark lock clean
 
 setup: $(STAMP) $(COLLECTION_LINK)
 
@@ -37,6 +37,7 @@ test: setup lint sanity unit integration
 
 lint: setup
 	$(BIN)/antsibull-changelog lint
+	$(BIN)/ansible-lint
 
 sanity: setup
 	VENV_BIN=$(BIN) tools/sanity.sh
@@ -46,6 +47,10 @@ unit: setup
 
 integration: setup
 	$(BIN)/python -m pytest -q tests/integration
+
+# Prints figures (see benchmarks/fleet.py); not part of `make test`.
+benchmark: setup
+	$(BIN)/python benchmarks/fleet.py $(BENCH_ARGS)
 
 # Regenerate the pinned development requirements from requirements-dev.in.
 lock:
