@@ -198,6 +198,12 @@ class ServerSnapshot:
         servers = self.hybrid.sending_transport_servers + self.hybrid.receiving_transport_servers + self.hybrid.edge_transport_servers
         return own in {_server_name_key(s) for s in servers}
 
+    def other_source_servers(self, connector: _model.SendConnector) -> tuple[str, ...]:
+        """The other transport servers that send through this organisation-wide send connector: what
+        changing it on this server changes for them too."""
+        own = _server_name_key(self.server.name)
+        return tuple(s for s in connector.source_transport_servers if _server_name_key(s) != own)
+
     def connector_fqdn(self, connector: _model.SendConnector | _model.ReceiveConnector) -> str:
         """The name a connector presents and selects certificates by: its Fqdn, else the server FQDN."""
         return (connector.fqdn or self.fqdn).lower()

@@ -1,0 +1,77 @@
+# Copyright: (c) 2026, hybridmail.exchange contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The action plugin shell shared by smtp_certificate and send_connector_tls.
+
+Validate the options before any round trip, audit (one read-only round trip), plan, and - unless the
+plan is empty or blocked, or this is check mode - run the one mutating round trip; then report. The
+logic lives in _plan and _enforce; this class only talks to Ansible.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce, _snapshot, _transport
+
+
+class EnforceAction(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = True
+    _supports_check_mode = True
+    _supports_async = False
+
+    ARGUMENT_SPEC: dict = {}
+
+    def planner(self, args: dict):
+        """(planner(snapshot, verdicts) -> Plan, _plan.SmtpOptions for the reported states).
+        Raises _args.OptionError for option values that cannot be right."""
+        raise NotImplementedError
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        host = (task_vars or {}).get("inventory_hostname", self._play_context.remote_addr)
+
+        args = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC)[1]
+        try:
+            store = _args.trust_store(args)
+            planner, options = self.planner(args)
+        except _args.OptionError as exc:
+            return dict(result, failed=True, msg=str(exc))
+        enforcer = _enforce.Enforcer(host=host, planner=planner, store=store, now=datetime.datetime.now(datetime.timezone.utc),
+                                     min_key_bits=args["min_key_size"], session_load=args["exchange_session"], options=options)
+
+        try:
+            planned = enforcer.plan(_transport.run_request(self._connection, enforcer.audit_request(), host))
+        except _transport.HostUnreachable as exc:
+            return dict(result, unreachable=True, msg=str(exc))
+        except (_transport.RunnerError, _snapshot.SnapshotError) as exc:
+            return dict(result, failed=True, msg=str(exc))
+
+        response = None
+        if planned.plan.steps and not self._task.check_mode:
+            try:
+                response = _transport.run_request(self._connection, enforcer.enforcement_request(planned), host)
+            except _transport.RequestFailed as exc:
+                # The runner refused or could not start the request: no call ran.
+                return dict(result, failed=True, msg="%s. Nothing was changed." % exc)
+            except _transport.RunnerError as exc:
+                # Whatever ran before the connection or the runner failed stays applied; the next
+                # run's audit sees it and plans the rest.
+                outcome = dict(unreachable=True) if isinstance(exc, _transport.HostUnreachable) else dict(failed=True)
+                return dict(result, msg="%s. The mutating round trip did not answer, so some of its steps may have been "
+                                        "applied (%s); run again." % (exc, "; ".join(s.describe() for s in planned.plan.steps)),
+                            **outcome)
+
+        facts, failure = enforcer.report(planned, response)
+        for note in facts["notes"]:
+            self._display.warning("%s: %s" % (host, note))
+        if not self._task.diff:
+            facts.pop("diff", None)
+        result.update(facts)
+        if failure:
+            result.update(failed=True, msg=failure)
+        return result

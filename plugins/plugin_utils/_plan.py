@@ -1,0 +1,575 @@
+# Copyright: (c) 2026, hybridmail.exchange contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The desired state of SMTP certificates and cloud connectors, and the steps that reach it.
+
+Pure Python, no Ansible imports. Input: a ServerSnapshot, the trust verdicts _facts.evaluate() gave
+for it, and the module's options. Output: an assessment (a state per certificate and per cloud
+connector) and a Plan (ordered steps, or the blockers that forbid any step).
+
+Two facts from exchange-facts.md shape everything here:
+- Enable-ExchangeCertificate is documented as *additive* while KB 2888788 uses it to *replace* the
+  services. Every Enable step therefore passes the complete list the certificate should end up with
+  (its current services plus or minus SMTP): correct under either reading, and never a service the
+  certificate did not have, except SMTP where SMTP is the point. Under the additive reading SMTP
+  stays on an untrusted certificate; pinning the cloud connectors to a trusted certificate through
+  TlsCertificateName is the fallback that works under both, and makes such a certificate `mitigated`.
+- Enabling SMTP needs -Force, which silently makes that certificate the internal transport
+  certificate; the previous one is restored right after, as Microsoft's own scripts do.
+
+Which names matter: a cloud connector selects a certificate by its FQDN (`selection name`) when its
+TlsCertificateName is empty, and Exchange Online checks the certificate against the name it expects
+(`Exchange Online names`): the send connector's FQDN for mail to Exchange Online; for mail from it,
+the hybrid configuration's OnPremisesSmartHost (the name Exchange Online connects to) or the names
+this server's cloud send connectors present (the Hybrid Configuration Wizard gives both the same
+certificate; an Edge server cannot read the hybrid configuration), else the receive connector's FQDN.
+The interlock and the choice of the pinned certificate use the Exchange Online names; exposure of
+untrusted certificates uses the selection name.
+
+Send connectors are organisation-wide: pinning one from this server changes it for every source
+server. A pin step therefore names the other source servers, and the enforcer checks in the same
+round trip that each holds the very certificate pinned (same thumbprint, with its private key).
+
+A converged server plans no step, so that a second run changes nothing. A certificate that is
+`mitigated` counts as converged: dropping SMTP is tried while the certificate is exposed, not again
+afterwards (under the additive reading the attempt would only re-assert its other services).
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from . import _facts, _model, _snapshot
+
+SMTP = "SMTP"
+SCOPES = ("hybrid", "all")
+
+# Step actions; a plan runs them in this order, each kind after the previous one, so that every
+# prefix of a plan (a batch that stopped at a failed mutation) leaves mail flow no worse than before.
+ENABLE_SMTP = "enable_smtp"
+RESTORE_INTERNAL_TRANSPORT = "restore_internal_transport"
+DROP_SMTP = "drop_smtp"
+PIN_CONNECTOR = "pin_connector"
+REMOVE_CERTIFICATE = "remove_certificate"
+STEP_ORDER = (ENABLE_SMTP, RESTORE_INTERNAL_TRANSPORT, DROP_SMTP, PIN_CONNECTOR, REMOVE_CERTIFICATE)
+
+# Certificate states.
+COMPLIANT = "compliant"  # trusted, or not enabled for SMTP
+MITIGATED = "mitigated"  # untrusted and still enabled for SMTP, but no cloud connector can offer it
+NONCOMPLIANT = "noncompliant"  # untrusted, and a cloud connector can offer it (or scope all: enabled for SMTP)
+EXEMPT = "exempt"  # never touched: the Auth certificate, the internal transport certificate, listed ones
+OUT_OF_SCOPE = "out_of_scope"
+
+# Why a certificate is exempt.
+AUTH_CERTIFICATE = "auth_certificate"
+INTERNAL_TRANSPORT = "internal_transport"
+LISTED = "listed"
+
+# Connector states.
+PINNED = "pinned"  # TlsCertificateName selects a trusted, SMTP-enabled certificate for its Exchange Online name
+UNPINNED = "unpinned"  # no TlsCertificateName: transport picks by FQDN
+BROKEN = "broken"  # TlsCertificateName set, but what it selects cannot work
+
+SEND = "send"
+RECEIVE = "receive"
+
+_OLDEST = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Records
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CloudConnector:
+    """A send or receive connector that carries mail to or from Exchange Online."""
+
+    kind: str  # SEND or RECEIVE
+    identity: str
+    selection_name: str  # what transport matches certificates against when TlsCertificateName is empty
+    exchange_online_names: tuple[str, ...]  # what Exchange Online may check the certificate against, preferred first
+    tls_certificate_name: str | None
+    shared_with: tuple[str, ...] = ()  # send connectors: the other source servers a change affects too
+
+    @property
+    def label(self) -> str:
+        return "%s connector '%s'" % (self.kind, self.identity)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One mutation. Enable steps carry the complete -Services value (see the module docstring)."""
+
+    action: str  # one of STEP_ORDER
+    target: str  # a thumbprint, or a connector identity for PIN_CONNECTOR
+    reason: str  # why, for humans
+    services: frozenset[str] | None = None  # Enable steps: all the services the certificate should end with
+    force: bool = False  # -Force: the only way to enable SMTP unattended (it replaces the internal transport certificate)
+    connector_kind: str | None = None  # PIN_CONNECTOR
+    tls_certificate_name: str | None = None  # PIN_CONNECTOR: the new value
+    certificate: str | None = None  # PIN_CONNECTOR: the thumbprint the new value selects here
+    shared_with: tuple[str, ...] = ()  # PIN_CONNECTOR: other servers that must hold that certificate
+
+    def describe(self) -> str:
+        if self.action == PIN_CONNECTOR:
+            return "set TlsCertificateName of %s connector '%s' to %s" % (self.connector_kind, self.target, self.tls_certificate_name)
+        if self.action == REMOVE_CERTIFICATE:
+            return "remove certificate %s" % self.target
+        what = {ENABLE_SMTP: "enable SMTP on %s", RESTORE_INTERNAL_TRANSPORT: "restore %s as the internal transport certificate",
+                DROP_SMTP: "drop SMTP from %s"}[self.action] % self.target
+        return "%s (services: %s)" % (what, format_services(self.services))
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+    blockers: tuple[str, ...]  # the interlock: why nothing may change; steps is empty when there is one
+    notes: tuple[str, ...]  # what the admin should know although it does not block
+    internal_transport_thumbprint: str | None  # what it is and must still be after the steps
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.blockers)
+
+
+@dataclass(frozen=True)
+class SmtpOptions:
+    scope: str = "hybrid"
+    exempt_thumbprints: frozenset[str] = frozenset()
+    exempt_internal_transport: bool = True
+    remove_untrusted: bool = False
+    pin_connectors: bool = True
+
+
+@dataclass(frozen=True)
+class CertificateAssessment:
+    thumbprint: str
+    state: str
+    trusted: bool
+    in_scope: bool
+    exempt: str | None  # AUTH_CERTIFICATE, INTERNAL_TRANSPORT, LISTED
+    exposed_by: tuple[str, ...]  # labels of the cloud connectors that can offer it to Exchange Online
+
+
+@dataclass(frozen=True)
+class ConnectorAssessment:
+    connector: CloudConnector
+    state: str  # PINNED, UNPINNED, BROKEN
+    selected: str | None  # thumbprint of the certificate TlsCertificateName selects
+    problem: str | None  # why BROKEN
+
+
+# ---------------------------------------------------------------------------------------------
+# Services
+# ---------------------------------------------------------------------------------------------
+
+# .NET prints the AllowedServices flags in ascending value order; the runner and the lab do the same.
+_SERVICE_ORDER = ("IMAP", "POP", "UM", "IIS", "SMTP", "Federation", "UMCallRouter")
+
+
+def format_services(services: Iterable[str]) -> str:
+    """A -Services value: "IMAP, POP, IIS, SMTP"; "None" for no service at all (the enum's zero)."""
+    services = set(services)
+    ordered = [name for name in _SERVICE_ORDER if name in services] + sorted(services - set(_SERVICE_ORDER))
+    return ", ".join(ordered) or "None"
+
+
+# ---------------------------------------------------------------------------------------------
+# Connectors and certificates
+# ---------------------------------------------------------------------------------------------
+
+
+def cloud_connectors(snapshot: _snapshot.ServerSnapshot) -> tuple[CloudConnector, ...]:
+    send = [
+        CloudConnector(SEND, c.identity or c.name or "", snapshot.connector_fqdn(c), (snapshot.connector_fqdn(c),),
+                       c.tls_certificate_name, snapshot.other_source_servers(c))
+        for c in snapshot.cloud_send_connectors
+    ]
+    smart_host = (snapshot.hybrid.on_premises_smart_host or "").strip().lower() if snapshot.hybrid else ""
+    inbound = tuple(dict.fromkeys(([smart_host] if smart_host else []) + [c.selection_name for c in send]))
+    receive = [
+        CloudConnector(RECEIVE, c.identity or c.name or "", snapshot.connector_fqdn(c), inbound or (snapshot.connector_fqdn(c),),
+                       c.tls_certificate_name)
+        for c in snapshot.cloud_receive_connectors
+    ]
+    return tuple(send + receive)
+
+
+def exchange_online_names(snapshot: _snapshot.ServerSnapshot) -> tuple[str, ...]:
+    """The names Exchange Online checks certificates against: what certificates must be trusted for."""
+    return tuple(dict.fromkeys(name for c in cloud_connectors(snapshot) for name in c.exchange_online_names))
+
+
+def _certificate(snapshot: _snapshot.ServerSnapshot, thumbprint: str | None) -> _model.Certificate | None:
+    return next((c for c in snapshot.certificates if c.thumbprint == thumbprint), None)
+
+
+def _smtp_thumbprints(snapshot: _snapshot.ServerSnapshot) -> frozenset[str]:
+    return frozenset(c.thumbprint for c in snapshot.certificates if SMTP in c.services)
+
+
+def selected_certificate(snapshot: _snapshot.ServerSnapshot, tls_certificate_name: str | None) -> _model.Certificate | None:
+    """The certificate Exchange uses for a TlsCertificateName: of those it names, the latest to expire."""
+    named = snapshot.certificates_named_by(tls_certificate_name)
+    return named[0] if named else None
+
+
+def _trusted(verdicts: Mapping, certificate: _model.Certificate) -> bool:
+    verdict = verdicts.get(certificate.thumbprint)
+    return bool(verdict and verdict.trusted)
+
+
+def _covers(certificate: _model.Certificate, names: Iterable[str]) -> bool:
+    return any(_model.name_matches(name, certificate) for name in names)
+
+
+def _usable(verdicts: Mapping, certificate: _model.Certificate, names: Iterable[str], smtp: frozenset[str]) -> bool:
+    """Exchange Online accepts it for one of names, and transport can present it (enabled for SMTP)."""
+    return _trusted(verdicts, certificate) and certificate.thumbprint in smtp and _covers(certificate, names)
+
+
+def _dates(certificate: _model.Certificate) -> tuple:
+    facts = certificate.x509
+    return (facts.not_after, facts.not_before) if facts else (_OLDEST, _OLDEST)
+
+
+def best_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, names: Iterable[str], smtp: frozenset[str] | None,
+                     excluded: Iterable[str] = ()) -> tuple[_model.Certificate | None, str | None]:
+    """(the certificate to pin or enable for the first of names that has one, a note when it differs
+    from the hybrid configuration).
+
+    Candidates are trusted, cover the name, are enabled for SMTP (unless smtp is None: any may be
+    enabled), and are what their own TlsCertificateName would select (another certificate with the
+    same issuer and subject that expires later would be used instead). Those matching
+    Get-HybridConfiguration's TlsCertificateName come first, so that every hybrid server pins the
+    same name; then the newest (latest NotAfter, then NotBefore; the thumbprint breaks ties so that
+    every run picks the same one).
+    """
+    excluded = set(excluded)
+    for name in names:
+        candidates = [
+            c for c in snapshot.certificates
+            if c.thumbprint not in excluded
+            and _trusted(verdicts, c)
+            and _model.name_matches(name, c)
+            and (smtp is None or c.thumbprint in smtp)
+            and selected_certificate(snapshot, _model.tls_certificate_name_of(c)) is c
+        ]
+        if not candidates:
+            continue
+        hybrid_name = snapshot.hybrid.tls_certificate_name if snapshot.hybrid else None
+        preferred = [c for c in candidates if c in snapshot.certificates_named_by(hybrid_name)]
+        chosen = max(preferred or candidates, key=lambda c: (_dates(c), c.thumbprint))
+        note = None
+        if hybrid_name and not preferred:
+            note = ("Get-HybridConfiguration's TlsCertificateName %s names no usable certificate for %s; %s was chosen. "
+                    "Run the Hybrid Configuration Wizard again so that the organisation names it too."
+                    % (hybrid_name, name, chosen.thumbprint))
+        return chosen, note
+    return None, None
+
+
+def _connector_problem(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, connector: CloudConnector,
+                       smtp: frozenset[str]) -> tuple[_model.Certificate | None, str | None]:
+    """(the certificate its TlsCertificateName selects, why that cannot work or None)."""
+    malformed = _model.tls_certificate_name_problem(connector.tls_certificate_name)
+    if malformed:
+        return None, "TlsCertificateName %s" % malformed
+    selected = selected_certificate(snapshot, connector.tls_certificate_name)
+    if selected is None:
+        return None, "TlsCertificateName names no certificate on this server"
+    if not _trusted(verdicts, selected):
+        codes = verdicts[selected.thumbprint].codes if selected.thumbprint in verdicts else ()
+        return selected, "TlsCertificateName selects %s, which Exchange Online does not trust (%s)" % (
+            selected.thumbprint, ", ".join(codes) or "no verdict")
+    if selected.thumbprint not in smtp:
+        return selected, "TlsCertificateName selects %s, which is not enabled for SMTP (UnknownCredentials)" % selected.thumbprint
+    if not _covers(selected, connector.exchange_online_names):
+        return selected, "TlsCertificateName selects %s, which does not cover %s" % (
+            selected.thumbprint, " or ".join(connector.exchange_online_names))
+    return selected, None
+
+
+def assess_connector(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, connector: CloudConnector,
+                     smtp: frozenset[str] | None = None) -> ConnectorAssessment:
+    if not connector.tls_certificate_name:
+        return ConnectorAssessment(connector, UNPINNED, None, None)
+    selected, problem = _connector_problem(snapshot, verdicts, connector, _smtp_thumbprints(snapshot) if smtp is None else smtp)
+    return ConnectorAssessment(connector, BROKEN if problem else PINNED, selected.thumbprint if selected else None, problem)
+
+
+def _can_offer(assessment: ConnectorAssessment, certificate: _model.Certificate) -> bool:
+    """Whether the connector may present this (untrusted) certificate to Exchange Online."""
+    if assessment.state == UNPINNED:
+        return (SMTP in certificate.services and certificate.has_private_key is not False
+                and _model.exchange_domain_matches(assessment.connector.selection_name, certificate))
+    return assessment.selected == certificate.thumbprint
+
+
+def exemptions(snapshot: _snapshot.ServerSnapshot, options: SmtpOptions) -> dict:
+    """thumbprint -> why nothing may touch it."""
+    exempt = {}
+    for certificate in snapshot.certificates:
+        if _facts.is_auth_certificate(certificate):
+            exempt[certificate.thumbprint] = AUTH_CERTIFICATE
+        elif certificate.thumbprint in options.exempt_thumbprints:
+            exempt[certificate.thumbprint] = LISTED
+        elif options.exempt_internal_transport and certificate.thumbprint == snapshot.internal_transport_thumbprint:
+            exempt[certificate.thumbprint] = INTERNAL_TRANSPORT
+    return exempt
+
+
+def _faces_hybrid(snapshot: _snapshot.ServerSnapshot, connectors: Iterable[CloudConnector], certificate: _model.Certificate) -> bool:
+    """Its names cover a name of a cloud connector (pinned or not: scope must not change when the
+    plan pins), or a TlsCertificateName toward Exchange Online names it."""
+    names = {name for c in connectors for name in (c.selection_name,) + c.exchange_online_names}
+    return any(_model.exchange_domain_matches(name, certificate) for name in names) or any(
+        certificate in snapshot.certificates_named_by(name) for name in snapshot.hybrid_tls_names())
+
+
+def assess(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, options: SmtpOptions = SmtpOptions()) -> tuple:
+    """(certificate assessments, connector assessments) of the snapshot as it is."""
+    connectors = tuple(assess_connector(snapshot, verdicts, c) for c in cloud_connectors(snapshot))
+    exempt = exemptions(snapshot, options)
+    certificates = []
+    for certificate in snapshot.certificates:
+        trusted = _trusted(verdicts, certificate)
+        faces_hybrid = _faces_hybrid(snapshot, [a.connector for a in connectors], certificate)
+        in_scope = faces_hybrid or (options.scope == "all" and SMTP in certificate.services)
+        exposed_by = () if trusted else tuple(a.connector.label for a in connectors if _can_offer(a, certificate))
+        if certificate.thumbprint in exempt:
+            state = EXEMPT
+        elif not in_scope:
+            state = OUT_OF_SCOPE
+        elif trusted:
+            state = COMPLIANT
+        elif exposed_by:
+            state = NONCOMPLIANT
+        elif SMTP not in certificate.services:
+            state = COMPLIANT
+        elif faces_hybrid:
+            state = MITIGATED
+        else:
+            state = NONCOMPLIANT  # scope all: an untrusted certificate enabled for SMTP, whatever its names
+        certificates.append(CertificateAssessment(certificate.thumbprint, state, trusted, in_scope,
+                                                  exempt.get(certificate.thumbprint), exposed_by))
+    return tuple(certificates), connectors
+
+
+# ---------------------------------------------------------------------------------------------
+# Messages
+# ---------------------------------------------------------------------------------------------
+
+
+def _describe_certificate(certificate: _model.Certificate, verdicts: Mapping) -> str:
+    facts = certificate.x509
+    subject = certificate.reported_subject or (facts.subject_windows if facts else "?")
+    issuer = certificate.reported_issuer or (facts.issuer_windows if facts else "?")
+    verdict = verdicts.get(certificate.thumbprint)
+    judged = ", ".join(verdict.codes) if verdict and verdict.codes else "trusted"
+    return "%s (%s, issued by %s, services %s): %s" % (
+        certificate.thumbprint, subject, issuer, format_services(certificate.services), judged)
+
+
+def _nothing_trusted(snapshot, verdicts, connector: CloudConnector, needs_smtp_hint: bool) -> str:
+    """The interlock's message: the server, the name, what to install (or enable)."""
+    name = connector.exchange_online_names[0]
+    names = " or ".join(connector.exchange_online_names)
+    covering = [c for c in snapshot.certificates if _covers(c, connector.exchange_online_names)]
+    message = ("%s: %s (Exchange Online checks it for %s) has no certificate Exchange Online would trust. "
+               "Install a certificate for %s issued by a CA in the Microsoft Trusted Root Program, with its "
+               "private key and intermediate certificates, then run again; nothing was changed."
+               % (snapshot.host, names, connector.label, name))
+    if needs_smtp_hint:
+        trusted_off = [c.thumbprint for c in covering if _trusted(verdicts, c) and SMTP not in c.services]
+        if trusted_off:
+            message = ("%s: %s (Exchange Online checks it for %s) has no trusted certificate enabled for SMTP. "
+                       "Enable SMTP on %s (hybridmail.exchange.smtp_certificate does it safely), then run again; "
+                       "nothing was changed." % (snapshot.host, names, connector.label, " or ".join(trusted_off)))
+    if covering:
+        message += " Certificates covering it: %s." % "; ".join(_describe_certificate(c, verdicts) for c in covering)
+    return message
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+# ---------------------------------------------------------------------------------------------
+
+
+def _pin_step(snapshot, connector: CloudConnector, chosen: _model.Certificate, why: str) -> Step | None:
+    """The step that makes the connector select chosen; None when it already does."""
+    if selected_certificate(snapshot, connector.tls_certificate_name) is chosen:
+        return None
+    return Step(PIN_CONNECTOR, connector.identity, "%s; %s is the best trusted certificate for %s" % (
+        why, chosen.thumbprint, " or ".join(connector.exchange_online_names)),
+        connector_kind=connector.kind, tls_certificate_name=_model.tls_certificate_name_of(chosen),
+        certificate=chosen.thumbprint, shared_with=connector.shared_with)
+
+
+def _removal_obstacles(snapshot: _snapshot.ServerSnapshot, certificate: _model.Certificate, pinned: Mapping) -> list:
+    """Why removing this certificate is not safe (empty: it is). pinned: identity -> TlsCertificateName
+    that the plan sets."""
+    obstacles = []
+    others = certificate.services - {SMTP}
+    if others:
+        obstacles.append("it is also enabled for %s" % format_services(others))
+    if certificate.thumbprint == snapshot.internal_transport_thumbprint:
+        obstacles.append("it is the internal transport certificate")
+    if _facts.is_auth_certificate(certificate):
+        obstacles.append("it is the Exchange Server Auth certificate")
+    for connector in snapshot.send_connectors + snapshot.receive_connectors:
+        name = pinned.get(connector.identity, connector.tls_certificate_name)
+        if certificate in snapshot.certificates_named_by(name):
+            obstacles.append("connector '%s' names it in TlsCertificateName" % connector.identity)
+    if snapshot.hybrid is not None and certificate in snapshot.certificates_named_by(snapshot.hybrid.tls_certificate_name):
+        obstacles.append("Get-HybridConfiguration's TlsCertificateName names it (run the Hybrid Configuration Wizard "
+                         "with the trusted certificate first)")
+    return obstacles
+
+
+def _ordered(steps: Iterable[Step]) -> tuple[Step, ...]:
+    # Within a kind, what concerns only this server comes before what other servers share (an
+    # organisation-wide send connector): a check on those servers may stop the batch there.
+    return tuple(sorted(steps, key=lambda step: (STEP_ORDER.index(step.action), bool(step.shared_with))))
+
+
+def _plan(steps, blockers, notes, itc) -> Plan:
+    if blockers:
+        return Plan((), tuple(dict.fromkeys(blockers)), tuple(dict.fromkeys(notes)), itc)
+    return Plan(_ordered(steps), (), tuple(dict.fromkeys(notes)), itc)
+
+
+def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, options: SmtpOptions = SmtpOptions()) -> Plan:
+    """The steps that leave only trusted certificates able to reach Exchange Online over SMTP."""
+    itc = snapshot.internal_transport_thumbprint
+    connectors = cloud_connectors(snapshot)
+    exempt = exemptions(snapshot, options)
+    smtp = _smtp_thumbprints(snapshot)  # grows with the certificates the plan enables
+    steps, blockers, notes = [], [], []
+
+    # 1. Every connector keeps (or gets) a trusted certificate enabled for SMTP for a name Exchange
+    #    Online checks: the interlock.
+    enabled = []
+    for connector in connectors:
+        if any(_usable(verdicts, c, connector.exchange_online_names, smtp) for c in snapshot.certificates):
+            continue
+        chosen = best_certificate(snapshot, verdicts, connector.exchange_online_names, None, excluded=exempt)[0]
+        if chosen is None:
+            blockers.append(_nothing_trusted(snapshot, verdicts, connector, needs_smtp_hint=False))
+            continue
+        enabled.append(chosen)
+        smtp |= {chosen.thumbprint}
+        steps.append(Step(ENABLE_SMTP, chosen.thumbprint, "no trusted certificate enabled for SMTP covers %s"
+                          % " or ".join(connector.exchange_online_names), services=chosen.services | {SMTP}, force=True))
+    if enabled and itc not in {c.thumbprint for c in enabled}:
+        previous = _certificate(snapshot, itc)
+        if previous is None:
+            blockers.append("%s: enabling SMTP with -Force replaces the internal transport certificate, and the current one (%s) "
+                            "cannot be restored because it is not on the server; fix internal transport first, nothing was changed"
+                            % (snapshot.host, itc or "unknown: Get-TransportService failed"))
+        else:
+            # Microsoft's own pattern, with the certificate's complete services so that the KB's
+            # "replace" reading cannot strip them.
+            steps.append(Step(RESTORE_INTERNAL_TRANSPORT, itc, "enabling SMTP with -Force made %s the internal transport "
+                              "certificate; restore the previous one" % enabled[-1].thumbprint,
+                              services=previous.services | {SMTP}, force=True))
+
+    # 2. Connectors: repair broken pins, and pin those that could offer an untrusted certificate.
+    certificates = assess(snapshot, verdicts, options)[0]
+    states = {a.thumbprint: a for a in certificates}
+    untrusted_smtp = [c for c in snapshot.certificates if SMTP in c.services and not _trusted(verdicts, c)]
+    pinned = {}
+    for connector in connectors:
+        assessment = assess_connector(snapshot, verdicts, connector, smtp)
+        if assessment.state == PINNED:
+            continue
+        if assessment.state == BROKEN:
+            why = assessment.problem
+        else:
+            exposing = [c.thumbprint for c in untrusted_smtp if _can_offer(assessment, c)]
+            if not exposing:
+                continue
+            why = "transport may offer %s (untrusted) for %s" % (", ".join(exposing), connector.selection_name)
+        if not options.pin_connectors:
+            notes.append("%s: %s; pin it (pin_connectors, or hybridmail.exchange.send_connector_tls)" % (connector.label, why))
+            continue
+        chosen, note = best_certificate(snapshot, verdicts, connector.exchange_online_names, smtp)
+        if chosen is None:
+            # Step 1 found a usable certificate, but pinning its name would select a later-expiring
+            # one with the same issuer and subject that cannot serve.
+            blockers.append(_nothing_trusted(snapshot, verdicts, connector, needs_smtp_hint=False))
+            continue
+        notes.extend([note] if note else [])
+        step = _pin_step(snapshot, connector, chosen, why)
+        if step is not None:
+            steps.append(step)
+            pinned[connector.identity] = step.tls_certificate_name
+
+    # 3. Untrusted certificates: drop SMTP while they are exposed; remove them when asked and safe.
+    for certificate in snapshot.certificates:
+        assessment = states[certificate.thumbprint]
+        if assessment.state not in (NONCOMPLIANT, MITIGATED) or SMTP not in certificate.services:
+            continue
+        if options.remove_untrusted:
+            obstacles = _removal_obstacles(snapshot, certificate, pinned)
+            if not obstacles:
+                steps.append(Step(REMOVE_CERTIFICATE, certificate.thumbprint, "untrusted and safe to remove"))
+                continue
+            notes.append("%s is not removed: %s" % (certificate.thumbprint, "; ".join(obstacles)))
+        if assessment.state == NONCOMPLIANT:
+            steps.append(Step(DROP_SMTP, certificate.thumbprint,
+                              "untrusted and enabled for SMTP%s" % (" (offered by %s)" % ", ".join(assessment.exposed_by)
+                                                                    if assessment.exposed_by else ""),
+                              services=certificate.services - {SMTP}))
+
+    if not options.pin_connectors:
+        # With pinning, the pin steps above already cover exempt certificates a connector could offer.
+        notes.extend("%s (exempt: %s) can be offered to Exchange Online by %s" % (a.thumbprint, a.exempt, ", ".join(a.exposed_by))
+                     for a in certificates if a.exempt and a.exposed_by)
+    return _plan(steps, blockers, notes, itc)
+
+
+def plan_send_connector_tls(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, receive_connectors: bool = False) -> Plan:
+    """Pin every cloud send connector (and cloud receive connector when asked) to the best trusted
+    certificate already enabled for SMTP."""
+    connectors = [c for c in cloud_connectors(snapshot) if c.kind == SEND or receive_connectors]
+    smtp = _smtp_thumbprints(snapshot)
+    steps, blockers, notes = [], [], []
+    if not connectors:
+        notes.append("%s: no cloud %sconnector; nothing to pin" % (snapshot.host, "" if receive_connectors else "send "))
+    for connector in connectors:
+        chosen, note = best_certificate(snapshot, verdicts, connector.exchange_online_names, smtp)
+        if chosen is None:
+            blockers.append(_nothing_trusted(snapshot, verdicts, connector, needs_smtp_hint=True))
+            continue
+        notes.extend([note] if note else [])
+        assessment = assess_connector(snapshot, verdicts, connector, smtp)
+        why = assessment.problem or ("TlsCertificateName is empty" if assessment.state == UNPINNED else "a better certificate is available")
+        step = _pin_step(snapshot, connector, chosen, why)
+        if step is not None:
+            steps.append(step)
+    return _plan(steps, blockers, notes, snapshot.internal_transport_thumbprint)
+
+
+# ---------------------------------------------------------------------------------------------
+# Intended state
+# ---------------------------------------------------------------------------------------------
+
+
+def intended_services(snapshot: _snapshot.ServerSnapshot, plan: Plan) -> dict:
+    """thumbprint -> the services the plan means each certificate to end with (absent: removed)."""
+    services = {c.thumbprint: frozenset(c.services) for c in snapshot.certificates}
+    for step in plan.steps:
+        if step.action == REMOVE_CERTIFICATE:
+            services.pop(step.target, None)
+        elif step.services is not None:
+            services[step.target] = step.services
+    return services
+
+
+def intended_tls_names(plan: Plan) -> dict:
+    """connector identity -> the TlsCertificateName the plan sets."""
+    return {step.target: step.tls_certificate_name for step in plan.steps if step.action == PIN_CONNECTOR}
