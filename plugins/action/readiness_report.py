@@ -26,7 +26,7 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def host_entry(result, options, exemptions, host):
+def host_entry(result, options, exemptions, host, mode):
     """The report's view of one host's registered module result."""
     if not isinstance(result, dict):
         return {"error": "no result from this host in this run"}
@@ -34,7 +34,10 @@ def host_entry(result, options, exemptions, host):
         return {"unreachable": True, "error": result.get("msg") or "host unreachable"}
     # certificate_info returns the facts at the top level; the enforcement modules under "facts".
     facts = result.get("facts") if isinstance(result.get("facts"), dict) else result
-    entry = {"changed": bool(result.get("changed")), "error": result.get("msg") if result.get("failed") else None}
+    failed = result.get("failed") and not (mode == "audit" and "certificates" in facts)
+    # An audit that gathered its facts has not failed, even when the plan it computed is blocked: the
+    # findings say why. In enforce mode a blocked or failed change is an error of that host.
+    entry = {"changed": bool(result.get("changed")) and mode == "enforce", "error": result.get("msg") if failed else None}
     if "certificates" not in facts:
         entry["error"] = entry["error"] or "the module returned no certificate facts"
         return entry
@@ -64,7 +67,7 @@ class ActionModule(ActionBase):
         hosts = {}
         for host in args["hosts"]:
             registered = hostvars[host].get(args["result_var"]) if host in hostvars else None
-            hosts[host] = host_entry(registered, options, exemptions, host)
+            hosts[host] = host_entry(registered, options, exemptions, host, args["mode"])
 
         run = {"hosts": hosts, "mode": args["mode"], "fail_on": args["fail_on"],
                "options": {key: args[key] for key in ("expiry_warning_days", "expiry_critical_days", "min_key_size")},
@@ -75,6 +78,11 @@ class ActionModule(ActionBase):
             return dict(result, failed=True, msg="cannot write the hybrid readiness reports: %s" % exc)
 
         report = written["report"]
+        totals = report["totals"]
+        self._display.display(
+            "hybrid readiness: %d hosts, %d not compliant (%d critical, %d warning findings); reports: %s, %s, %s" % (
+                totals["hosts"], totals["non_compliant_hosts"], totals["findings"]["critical"], totals["findings"]["warning"],
+                written["markdown"], written["junit"], written["json"]))
         result.update(
             changed=False,
             compliant=report["compliant"],

@@ -11,7 +11,7 @@ from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, 
 
 ARGUMENT_SPEC = dict(
     receive_connectors=dict(type="bool", default=False),
-    **_args.COMMON_SPEC,
+    **_args.ENFORCE_SPEC,
 )
 
 

@@ -15,7 +15,7 @@ ARGUMENT_SPEC = dict(
     exempt_internal_transport=dict(type="bool", default=True),
     remove_untrusted=dict(type="bool", default=False),
     pin_connectors=dict(type="bool", default=True),
-    **_args.COMMON_SPEC,
+    **_args.ENFORCE_SPEC,
 )
 
 

@@ -14,6 +14,8 @@ COMMON_SPEC = dict(
     min_key_size=dict(type="int", default=2048),
     exchange_session=dict(type="str", default="auto", choices=list(_runner.SESSION_LOADS)),
 )
+# Options of the enforcement modules (doc fragment enforce).
+ENFORCE_SPEC = dict(COMMON_SPEC, event_lookback_days=dict(type="int", default=0))
 
 _THUMBPRINT_RE = re.compile(r"\A[0-9A-F]{40}\Z")
 

@@ -54,11 +54,17 @@ class Enforcer:
     min_key_bits: int
     session_load: str
     options: _plan.SmtpOptions = _plan.SmtpOptions()
+    # Event 2004 is only reported (the facts match certificate_info's); no decision depends on it.
+    event_lookback_days: int = 0
 
     # -- the two round trips ----------------------------------------------------------------------
 
+    def reads(self) -> list:
+        """The audit reads: the whole audit round trip, and the verification reads of the mutating one."""
+        return _snapshot.audit_calls(event_lookback_days=self.event_lookback_days)
+
     def audit_request(self) -> dict:
-        return _snapshot.request(_snapshot.audit_calls(event_lookback_days=0), read_only=True, session_load=self.session_load)
+        return _snapshot.request(self.reads(), read_only=True, session_load=self.session_load)
 
     def plan(self, audit_response: Mapping) -> Planned:
         """Raises _snapshot.SnapshotError when a read the plan needs failed."""
@@ -68,7 +74,7 @@ class Enforcer:
 
     def enforcement_request(self, planned: Planned) -> dict:
         calls = [call for call, meaning in batch(self.host, planned.plan, planned.audit_response)]
-        calls += _snapshot.audit_calls(event_lookback_days=0)
+        calls += self.reads()
         return _snapshot.request(calls, read_only=False, session_load=self.session_load)
 
     def _judge(self, snapshot: _snapshot.ServerSnapshot) -> dict:
@@ -82,7 +88,7 @@ class Enforcer:
                     facts=_facts.server_facts(snapshot, _facts.evaluate(snapshot, self.store, self.now, self.min_key_bits), self.now))
 
     def _snapshot(self, response: Mapping) -> _snapshot.ServerSnapshot:
-        return _snapshot.ServerSnapshot.from_response(response, self.host, _snapshot.audit_calls(event_lookback_days=0))
+        return _snapshot.ServerSnapshot.from_response(response, self.host, self.reads())
 
     # -- the result -------------------------------------------------------------------------------
 
@@ -125,6 +131,9 @@ class Enforcer:
         applied = any(outcome["status"] == APPLIED for outcome in outcomes)
         result.update(self._state(after, verdicts), changed=applied and diff["before"] != diff["after"],
                       notes=notes, diff=diff)
+        if applied:
+            # Lets reports tell a queue error of the last retry before the change from a current one.
+            result["facts"]["changed_at"] = self.now.strftime("%Y-%m-%dT%H:%M:%SZ")
         if plan.internal_transport_thumbprint != after.internal_transport_thumbprint:
             previous = plan.internal_transport_thumbprint
             failures.append("%s: InternalTransportCertificateThumbprint is %s, it was %s. Restore it: Enable-ExchangeCertificate "

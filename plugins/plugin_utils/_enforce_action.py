@@ -37,12 +37,14 @@ class EnforceAction(ActionBase):
 
         args = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC)[1]
         try:
+            _args.check_range("event_lookback_days", args["event_lookback_days"], 0, 365)
             store = _args.trust_store(args)
             planner, options = self.planner(args)
         except _args.OptionError as exc:
             return dict(result, failed=True, msg=str(exc))
         enforcer = _enforce.Enforcer(host=host, planner=planner, store=store, now=datetime.datetime.now(datetime.timezone.utc),
-                                     min_key_bits=args["min_key_size"], session_load=args["exchange_session"], options=options)
+                                     min_key_bits=args["min_key_size"], session_load=args["exchange_session"], options=options,
+                                     event_lookback_days=args["event_lookback_days"])
 
         try:
             planned = enforcer.plan(_transport.run_request(self._connection, enforcer.audit_request(), host))

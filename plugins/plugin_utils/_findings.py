@@ -1186,13 +1186,16 @@ def _queue_state(server: _Server) -> tuple[bool, bool, Mapping | None]:
     return stuck, stuck and any(token in error for token in _TLS_ERROR_TOKENS), queue
 
 
-def _check_queue(server: _Server) -> list[Finding]:
+def _check_queue(server: _Server, findings_so_far: Sequence[Finding]) -> list[Finding]:
     stuck, tls_error, queue = _queue_state(server)
     if not stuck:
         return []
     identity = str(queue.get("identity") or queue.get("next_hop_domain") or "queue")
+    # A TLS error is critical, unless it is from the queue's last retry before this run changed the server
+    # and the audit finds no cause left (right after a remediation, until the next retry).
+    critical = tls_error and not (_retried_before_change(server, queue) and not _causes_of_2004(findings_so_far))
     return [_finding(
-        "HM402", CRITICAL if tls_error else WARNING,
+        "HM402", CRITICAL if critical else WARNING,
         "Queue %s to Exchange Online is %s with %s message(s)%s" % (
             identity, queue.get("status") or "stuck", queue.get("message_count"), ": TLS refused" if tls_error else ""),
         identity, dict(queue),
@@ -1202,14 +1205,26 @@ def _check_queue(server: _Server) -> list[Finding]:
         False)]
 
 
+def _retried_before_change(server: _Server, queue: Mapping | None) -> bool:
+    """Whether the queue last tried before this run changed the server (facts["changed_at"], set by the
+    enforcement modules), so that its last error describes the state before the change."""
+    changed_at = _model.parse_utc(server.facts.get("changed_at"))
+    last_retry = _model.parse_utc((queue or {}).get("last_retry_time"))
+    return changed_at is not None and (last_retry is None or last_retry <= changed_at)
+
+
+def _causes_of_2004(findings_so_far: Sequence[Finding]) -> list[str]:
+    return sorted({finding.id for finding in findings_so_far if finding.severity == CRITICAL and finding.id in _CAUSES_OF_2004})
+
+
 def _check_events(server: _Server, findings_so_far: Sequence[Finding]) -> list[Finding]:
     events = [event for event in server.facts.get("events") or () if isinstance(event, Mapping) and event.get("untrusted_root")]
     if not events:
         return []
     times = sorted(str(event.get("time")) for event in events if event.get("time"))
-    causes = sorted({finding.id for finding in findings_so_far if finding.severity == CRITICAL and finding.id in _CAUSES_OF_2004})
-    stuck, tls_error, _queue = _queue_state(server)
-    ongoing = bool(causes) or (stuck and tls_error)
+    causes = _causes_of_2004(findings_so_far)
+    stuck, tls_error, queue = _queue_state(server)
+    ongoing = bool(causes) or (stuck and tls_error and not _retried_before_change(server, queue))
     sample = str(events[0].get("message") or "")
     evidence = {
         "count": len(events),
@@ -1282,9 +1297,10 @@ def server_findings(facts: Mapping, options: Options | Mapping | None = None) ->
     findings += _check_connectors(server)
     findings += _check_certificates(server)
     findings += _check_internal_transport(server)
-    findings += _check_queue(server)
     findings += _check_tls(server)
     findings += _check_audit(server)
+    # Mail flow last: whether it is critical depends on a cause found above.
+    findings += _check_queue(server, findings)
     findings += _check_events(server, findings)
     return sort_findings(findings)
 

@@ -145,12 +145,11 @@ class ServerSnapshot:
         server = _model.ExchangeServer.from_object(server_objects[0])
         transport_objects = objects("transport", required=False)
         send_connectors = tuple(_model.SendConnector.from_object(obj) for obj in objects("send_connectors"))
-        if not server.is_edge:
-            # Get-SendConnector lists the organisation's connectors; only those this server is a
-            # source of carry its mail (an Edge server's EdgeSync'd connectors are all its own).
-            own = _server_name_key(server.name)
-            send_connectors = tuple(c for c in send_connectors
-                                    if own in {_server_name_key(s) for s in c.source_transport_servers})
+        # Get-SendConnector lists the organisation's connectors (on Edge, those EdgeSync copied); only
+        # those this server is a source of carry its mail. A connector listing no source is kept.
+        own = _server_name_key(server.name)
+        send_connectors = tuple(c for c in send_connectors if not c.source_transport_servers
+                                or own in {_server_name_key(s) for s in c.source_transport_servers})
         hybrid_objects = objects("hybrid", required=False, absent_fqids=(COMMAND_NOT_FOUND,))
         events = objects("events", required=False, absent_fqids=(NO_EVENTS_FQID,))
         tls_objects = objects("tls", required=False)
