@@ -33,7 +33,7 @@ $(COLLECTION_LINK):
 demo: setup
 	$(BIN)/python tools/demo.py
 
-test: setup lint sanity unit integration
+test: setup lint sanity unit integration molecule
 
 lint: setup
 	$(BIN)/antsibull-changelog lint
@@ -47,6 +47,10 @@ unit: setup
 
 integration: setup
 	$(BIN)/python -m pytest -q tests/integration
+
+# The lab is started in each scenario's create step and stopped in destroy (extensions/molecule/).
+molecule: setup
+	$(BIN)/molecule test --all
 
 # Prints figures (see benchmarks/fleet.py); not part of `make test`.
 benchmark: setup

@@ -535,8 +535,18 @@ class Fleet:
         return fleet
 
     def trust_bundle_pem(self) -> bytes:
-        """PEM of the public root(s): the stand-in for the Microsoft Trusted Root Program."""
-        return pki.pem_bundle(authority.issued for authority in self.organization.public_roots())
+        """PEM of the public root(s), the stand-in for the Microsoft Trusted Root Program, followed by
+        the public intermediates (as in Microsoft's published list): a verifier never takes those as
+        anchors, but can tell a server that lacks one (incomplete chain) from an unknown root."""
+        authorities = self.organization.authorities
+
+        def public(authority) -> bool:
+            while authority.parent is not None:
+                authority = authorities[authority.parent]
+            return authority.trust == "public"
+
+        intermediates = [a for a in authorities.values() if not a.is_root and public(a)]
+        return pki.pem_bundle([a.issued for a in self.organization.public_roots()] + [a.issued for a in intermediates])
 
     def status(self) -> dict:
         return {name: server.status() for name, server in self.servers.items()}

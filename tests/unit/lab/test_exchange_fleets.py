@@ -96,11 +96,15 @@ def test_expiring_fleet_dates():
     assert sha1.issued.cert.signature_hash_algorithm.name == "sha1"
 
 
-def test_trust_bundle_is_the_public_root_only():
+def test_trust_bundle_is_the_public_root_then_the_public_intermediates():
     fleet = load("mixed")
-    roots = x509.load_pem_x509_certificates(fleet.trust_bundle_pem())
-    assert [r.subject.rfc4514_string() for r in roots] == [
-        "CN=Hybridmail Lab Public Root CA,O=Hybridmail Lab Trust Services,C=US"]
+    certificates = x509.load_pem_x509_certificates(fleet.trust_bundle_pem())
+    assert [c.subject.rfc4514_string() for c in certificates] == [
+        "CN=Hybridmail Lab Public Root CA,O=Hybridmail Lab Trust Services,C=US",
+        "CN=Hybridmail Lab Public TLS CA 2025,O=Hybridmail Lab Trust Services,C=US",
+        "CN=Hybridmail Lab Public TLS CA 2026,O=Hybridmail Lab Trust Services,C=US"]
+    # Only the root is self-issued: a verifier takes nothing else as an anchor.
+    assert [c.issuer == c.subject for c in certificates] == [True, False, False]
 
 
 def test_same_file_same_thumbprints_within_a_day():

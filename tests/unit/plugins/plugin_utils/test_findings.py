@@ -897,7 +897,7 @@ def test_facts_that_are_not_a_mapping_are_refused():
 # ---------------------------------------------------------------------------------------------
 
 
-HOSTILE = "Q3 \"web\" 'cert'\n$(Remove-Item C:\\ -Recurse) `whoami` ‘x’ Zertifikat für Čechy | <b>"
+HOSTILE = "Q3 \"web\" 'cert'\n$(Remove-Item C:\\ -Recurse) `whoami` \u2018x\u2019 Zertifikat für Čechy | <b>"
 
 
 @pytest.mark.parametrize("text, literal", [
