@@ -127,7 +127,7 @@ class Installed:
 
 
 def public_chain():
-    public_root, public_ca, _ = authorities()
+    public_root, public_ca = authorities()[:2]
     return (public_ca, public_root)
 
 

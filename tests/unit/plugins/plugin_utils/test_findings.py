@@ -190,8 +190,8 @@ def s_internal_missing():
 
 def s_internal_expired():
     server = world.healthy()
-    expired = pki.make_exchange_self_signed("EX01", "ex01.contoso.com", not_before=NOW - (5 * 365 + 10) * DAY, now=NOW,
-                                           key=pki.make_key("ec", 256, 77))
+    expired = pki.make_exchange_self_signed(
+        "EX01", "ex01.contoso.com", not_before=NOW - (5 * 365 + 10) * DAY, now=NOW, key=pki.make_key("ec", 256, 77))
     server.certificates[1] = Installed(expired, services="IMAP, POP, IIS, SMTP", root_ca_type="Registry")
     server.internal_transport = expired.thumbprint
     return server
@@ -313,8 +313,8 @@ def test_kb2888788_condition_names_both_certificates_and_is_auto_fixed():
     assert finding.evidence["untrusted_root_events"] == 1
     assert finding.evidence["connectors"] == [{"kind": "send", "identity": "Outbound to Office 365 - Contoso"}]
     assert only(findings, "HM103").subject == enterprise
-    assert {f.id: f.severity for f in findings} == {"HM101": "critical", "HM103": "critical", "HM201": "warning",
-                                                   "HM401": "critical", "HM402": "critical"}
+    assert {f.id: f.severity for f in findings} == {
+        "HM101": "critical", "HM103": "critical", "HM201": "warning", "HM401": "critical", "HM402": "critical"}
 
 
 def test_kb_condition_is_gone_once_the_send_connector_pins_the_trusted_certificate():
