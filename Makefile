@@ -46,7 +46,7 @@ unit: setup
 	$(BIN)/python -m pytest -q -n 2 tests/unit
 
 integration: setup
-	$(BIN)/python -m pytest -q tests/integration
+	$(BIN)/python -m pytest -q -n 2 tests/integration
 
 # The lab is started in each scenario's create step and stopped in destroy (extensions/molecule/).
 molecule: setup

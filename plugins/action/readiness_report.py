@@ -9,9 +9,12 @@ hostvars, so no host is contacted again.
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _findings, _report
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _findings, _report
 
 ARGUMENT_SPEC = dict(
     hosts=dict(type="list", elements="str", required=True),
@@ -23,7 +26,17 @@ ARGUMENT_SPEC = dict(
     expiry_critical_days=dict(type="int", default=30),
     min_key_size=dict(type="int", default=2048),
     exemptions=dict(type="list", elements="dict", default=[]),
+    validate_only=dict(type="bool", default=False),
 )
+
+THRESHOLDS = ("expiry_warning_days", "expiry_critical_days", "min_key_size")
+
+
+def check_report_dir(directory: str) -> None:
+    """Raises OSError unless reports can be written into directory (created when missing)."""
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".hybridmail-probe-"):
+        pass
 
 
 def host_entry(result, options, exemptions, host, mode):
@@ -58,10 +71,17 @@ class ActionModule(ActionBase):
         del tmp
         args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
         try:
-            options = _findings.Options.of({key: args[key] for key in ("expiry_warning_days", "expiry_critical_days", "min_key_size")})
+            _args.check_range("min_key_size", args["min_key_size"], 512, 16384)
+            options = _findings.Options.of({key: args[key] for key in THRESHOLDS})
             exemptions = _findings.validate_exemptions(args["exemptions"])
         except ValueError as exc:
             return dict(result, failed=True, msg=str(exc))
+        if args["validate_only"]:
+            try:
+                check_report_dir(args["report_dir"])
+            except OSError as exc:
+                return dict(result, failed=True, msg="cannot write the hybrid readiness reports: %s" % exc)
+            return dict(result, changed=False, msg="options valid; reports can be written to %s" % args["report_dir"])
 
         hostvars = (task_vars or {}).get("hostvars", {})
         hosts = {}
@@ -70,7 +90,7 @@ class ActionModule(ActionBase):
             hosts[host] = host_entry(registered, options, exemptions, host, args["mode"])
 
         run = {"hosts": hosts, "mode": args["mode"], "fail_on": args["fail_on"],
-               "options": {key: args[key] for key in ("expiry_warning_days", "expiry_critical_days", "min_key_size")},
+               "options": {key: args[key] for key in THRESHOLDS},
                "collection_version": "0.1.0"}
         try:
             written = _report.write_reports(args["report_dir"], run)

@@ -72,6 +72,13 @@ options:
     type: list
     elements: dict
     default: []
+  validate_only:
+    description:
+      - Only check the options, the exemptions and that O(report_dir) can be written, and write nothing.
+        The role does this once before it contacts any server, so that a mistake there is found before the
+        first server is changed.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""

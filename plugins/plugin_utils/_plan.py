@@ -442,10 +442,40 @@ def _plan(steps, blockers, notes, itc) -> Plan:
     return Plan(_ordered(steps), (), tuple(dict.fromkeys(notes)), itc)
 
 
+def own_self_signed_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping) -> _model.Certificate | None:
+    """The server's self-signed "Microsoft Exchange" certificate (CN=<server>), usable for internal
+    transport: private key, SMTP, within its dates."""
+    own_subject = "cn=%s" % (snapshot.server.name or snapshot.computer_name or "").lower()
+    for certificate in snapshot.certificates:
+        facts = certificate.x509
+        if (facts is not None and facts.self_signed and certificate.has_private_key and SMTP in certificate.services
+                and (certificate.reported_subject or facts.subject_windows).lower() == own_subject
+                and not {"expired", "not_yet_valid"} & set(verdicts[certificate.thumbprint].codes)):
+            return certificate
+    return None
+
+
+def internal_transport_to_restore(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping,
+                                  connectors: Iterable[CloudConnector]) -> _model.Certificate | None:
+    """The certificate to put back as the internal transport certificate, or None.
+
+    Enabling SMTP with -Force makes that certificate the internal transport certificate; a run whose
+    restore step then failed leaves it so. When the internal transport certificate is one facing
+    Exchange Online rather than the server's own self-signed certificate, and that one is still there
+    and usable, the plan restores it (Microsoft recommends keeping the self-signed one for internal
+    transport, CSS-Exchange InternalTransportCertificateCheck)."""
+    current = _certificate(snapshot, snapshot.internal_transport_thumbprint)
+    if current is None or current.x509 is None or current.x509.self_signed or not _faces_hybrid(snapshot, connectors, current):
+        return None
+    return own_self_signed_certificate(snapshot, verdicts)
+
+
 def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, options: SmtpOptions = SmtpOptions()) -> Plan:
     """The steps that leave only trusted certificates able to reach Exchange Online over SMTP."""
-    itc = snapshot.internal_transport_thumbprint
     connectors = cloud_connectors(snapshot)
+    healed = internal_transport_to_restore(snapshot, verdicts, connectors)
+    # What the internal transport certificate must be after the steps.
+    itc = healed.thumbprint if healed is not None else snapshot.internal_transport_thumbprint
     exempt = exemptions(snapshot, options)
     smtp = _smtp_thumbprints(snapshot)  # grows with the certificates the plan enables
     steps, blockers, notes = [], [], []
@@ -464,7 +494,7 @@ def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping,
         smtp |= {chosen.thumbprint}
         steps.append(Step(ENABLE_SMTP, chosen.thumbprint, "no trusted certificate enabled for SMTP covers %s"
                           % " or ".join(connector.exchange_online_names), services=chosen.services | {SMTP}, force=True))
-    if enabled and itc not in {c.thumbprint for c in enabled}:
+    if healed is not None or (enabled and itc not in {c.thumbprint for c in enabled}):
         previous = _certificate(snapshot, itc)
         if previous is None:
             blockers.append("%s: enabling SMTP with -Force replaces the internal transport certificate, and the current one (%s) "
@@ -473,9 +503,9 @@ def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping,
         else:
             # Microsoft's own pattern, with the certificate's complete services so that the KB's
             # "replace" reading cannot strip them.
-            steps.append(Step(RESTORE_INTERNAL_TRANSPORT, itc, "enabling SMTP with -Force made %s the internal transport "
-                              "certificate; restore the previous one" % enabled[-1].thumbprint,
-                              services=previous.services | {SMTP}, force=True))
+            why = ("enabling SMTP with -Force made %s the internal transport certificate; restore the previous one"
+                   % (enabled[-1].thumbprint if enabled else snapshot.internal_transport_thumbprint))
+            steps.append(Step(RESTORE_INTERNAL_TRANSPORT, itc, why, services=previous.services | {SMTP}, force=True))
 
     # 2. Connectors: repair broken pins, and pin those that could offer an untrusted certificate.
     certificates = assess(snapshot, verdicts, options)[0]
@@ -529,7 +559,8 @@ def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping,
         # With pinning, the pin steps above already cover exempt certificates a connector could offer.
         notes.extend("%s (exempt: %s) can be offered to Exchange Online by %s" % (a.thumbprint, a.exempt, ", ".join(a.exposed_by))
                      for a in certificates if a.exempt and a.exposed_by)
-    return _plan(steps, blockers, notes, itc)
+    # A blocked plan changes nothing, the internal transport certificate included.
+    return _plan(steps, blockers, notes, snapshot.internal_transport_thumbprint if blockers else itc)
 
 
 def plan_send_connector_tls(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, receive_connectors: bool = False) -> Plan:

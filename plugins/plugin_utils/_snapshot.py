@@ -10,6 +10,7 @@ Python, no Ansible imports.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -227,11 +228,17 @@ class ServerSnapshot:
             names.append(self.hybrid.tls_certificate_name)
         return tuple(dict.fromkeys(name for name in names if name))
 
+    @functools.cached_property
+    def _named_by(self) -> dict:
+        return {}
+
     def certificates_named_by(self, tls_certificate_name: str | None) -> tuple[_model.Certificate, ...]:
-        parsed = _model.parse_tls_certificate_name(tls_certificate_name)
-        if parsed is None:
-            return ()
-        return _model.certificates_matching_tls_name(parsed, self.certificates)
+        # Memoized per name: callers ask for each certificate, which would scan all of them every time.
+        if tls_certificate_name not in self._named_by:
+            parsed = _model.parse_tls_certificate_name(tls_certificate_name)
+            self._named_by[tls_certificate_name] = (
+                () if parsed is None else _model.certificates_matching_tls_name(parsed, self.certificates))
+        return self._named_by[tls_certificate_name]
 
     def hybrid_names_of(self, certificate: _model.Certificate) -> tuple[str, ...]:
         return tuple(name for name in self.hybrid_fqdns() if _model.exchange_domain_matches(name, certificate))

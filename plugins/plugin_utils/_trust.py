@@ -251,8 +251,9 @@ class Verdict:
 _signed_by = functools.lru_cache(maxsize=4096)(_model.signed_by)
 
 
-def _search_path(leaf: x509.Certificate, pool: CertificatePool, anchors: CertificatePool) -> tuple[tuple[x509.Certificate, ...], bool]:
-    """(path, reached): a path from leaf to a trust anchor through pool, or the longest path found.
+def _search_path(leaf: x509.Certificate, pool: CertificatePool, anchors: CertificatePool,
+                 extra: CertificatePool | None = None) -> tuple[tuple[x509.Certificate, ...], bool]:
+    """(path, reached): a path from leaf to a trust anchor through pool (and extra), or the longest path found.
 
     Depth-first over issuer candidates (indexed by name) whose signature verifies; ignores dates and
     policy on purpose, those are separate reasons.
@@ -264,7 +265,8 @@ def _search_path(leaf: x509.Certificate, pool: CertificatePool, anchors: Certifi
             return path, True
         longest = path
         if len(path) < _MAX_PATH_LENGTH:
-            for issuer in anchors.issuers_of(tip) + pool.issuers_of(tip):
+            candidates = anchors.issuers_of(tip) + pool.issuers_of(tip) + (extra.issuers_of(tip) if extra else ())
+            for issuer in candidates:
                 if issuer in path or not _signed_by(tip, issuer):
                     continue
                 found, reached = extend(path + (issuer,))
@@ -288,7 +290,9 @@ def _reachability(
     path, reached = _search_path(leaf, server, store.anchors)
     if reached:
         return path, []
-    completed, reached_with_known = _search_path(leaf, server + known, store.anchors)
+    # Searched side by side rather than as server + known: merging the pools per certificate would make a
+    # server with thousands of certificates quadratic.
+    completed, reached_with_known = _search_path(leaf, server, store.anchors, extra=known)
     if reached_with_known:
         missing = [cert for cert in completed[1:-1] if cert not in server]
         return path, [
@@ -350,6 +354,18 @@ def _name_reasons(names: Sequence[str], covered: Sequence[str], facts: _model.X5
     return [Reason(NAME_MISMATCH, "covers %s, not %s" % (", ".join(presented) or "no name", ", ".join(names)))]
 
 
+def _ancestors(leaf: x509.Certificate, pool: CertificatePool) -> list:
+    """The certificates of pool that can be on a path above leaf (by issuer name, up to the path length
+    limit): all the verifier needs, instead of every certificate the server holds."""
+    found, frontier = {}, [leaf]
+    for _depth in range(_MAX_PATH_LENGTH):
+        frontier = [issuer for cert in frontier for issuer in pool.issuers_of(cert) if issuer not in found and issuer != leaf]
+        if not frontier:
+            break
+        found.update(dict.fromkeys(frontier))
+    return list(found)
+
+
 def _validate(leaf, server: CertificatePool, store: TrustStore, names: Sequence[str], at: datetime.datetime):
     """(validated path, None) from cryptography's serverAuth verifier, or (None, its objections)."""
     objections = []
@@ -361,7 +377,7 @@ def _validate(leaf, server: CertificatePool, store: TrustStore, names: Sequence[
             objections.append("%s is not a DNS name" % name)
             continue
         try:
-            return tuple(verifier.verify(leaf, server.certificates)), None
+            return tuple(verifier.verify(leaf, _ancestors(leaf, server))), None
         except VerificationError as exc:
             objections.append(str(exc))
     return None, "; ".join(dict.fromkeys(objections)) or "no name to validate"

@@ -12,6 +12,7 @@ Three different judges look at the same certificate, and the lab keeps them apar
 from __future__ import annotations
 
 import datetime
+import operator
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -23,6 +24,8 @@ from tests.lab import pki
 FLAG_ORDER = ("NotTimeValid", "NotSignatureValid", "UntrustedRoot", "PartialChain")
 
 _SIGNATURE_CACHE: dict = {}
+_INDEX_CACHE: dict = {}
+_THUMBPRINT = operator.attrgetter("thumbprint")
 
 
 def issued_by(child: pki.Issued, issuer: pki.Issued) -> bool:
@@ -70,11 +73,26 @@ class Chain:
         return [element.thumbprint for element in self.elements]
 
 
+def _by_subject(candidates) -> dict:
+    """{subject: {thumbprint: candidate}}, cached by the candidates' thumbprints: a server builds a chain
+    for each of its certificates through the same stores, and hashing x509.Name is slow enough that
+    indexing them again per certificate made a server with thousands of certificates quadratic."""
+    candidates = list(candidates)
+    key = tuple(map(_THUMBPRINT, candidates))
+    index = _INDEX_CACHE.get(key)
+    if index is None:
+        index = {}
+        for candidate in candidates:
+            index.setdefault(candidate.cert.subject, {})[candidate.thumbprint] = candidate
+        if len(_INDEX_CACHE) > 64:
+            _INDEX_CACHE.clear()
+        _INDEX_CACHE[key] = index
+    return index
+
+
 def build_chain(leaf: pki.Issued, candidates, trusted_roots: dict, now: datetime.datetime) -> Chain:
     """Chain leaf -> root through `candidates` (the stores searched); trusted_roots: thumbprint -> RootCAType."""
-    by_subject: dict = {}
-    for candidate in candidates:
-        by_subject.setdefault(candidate.cert.subject, {})[candidate.thumbprint] = candidate
+    by_subject = _by_subject(candidates)
     elements, seen, current = [leaf], {leaf.thumbprint}, leaf
     while not current.is_self_signed:
         options = [
