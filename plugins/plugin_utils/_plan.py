@@ -465,7 +465,10 @@ def internal_transport_to_restore(snapshot: _snapshot.ServerSnapshot, verdicts: 
     and usable, the plan restores it (Microsoft recommends keeping the self-signed one for internal
     transport, CSS-Exchange InternalTransportCertificateCheck)."""
     current = _certificate(snapshot, snapshot.internal_transport_thumbprint)
-    if current is None or current.x509 is None or current.x509.self_signed or not _faces_hybrid(snapshot, connectors, current):
+    # Only a trusted one: that is what -Force put there. An untrusted one would, once no longer the
+    # exempt internal transport certificate, need a second run to lose SMTP.
+    if (current is None or current.x509 is None or current.x509.self_signed or not _trusted(verdicts, current)
+            or not _faces_hybrid(snapshot, connectors, current)):
         return None
     return own_self_signed_certificate(snapshot, verdicts)
 
@@ -473,7 +476,9 @@ def internal_transport_to_restore(snapshot: _snapshot.ServerSnapshot, verdicts: 
 def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, options: SmtpOptions = SmtpOptions()) -> Plan:
     """The steps that leave only trusted certificates able to reach Exchange Online over SMTP."""
     connectors = cloud_connectors(snapshot)
-    healed = internal_transport_to_restore(snapshot, verdicts, connectors)
+    # A certificate the user lists in exempt_thumbprints stays the internal transport certificate if it is.
+    healed = (internal_transport_to_restore(snapshot, verdicts, connectors)
+              if snapshot.internal_transport_thumbprint not in options.exempt_thumbprints else None)
     # What the internal transport certificate must be after the steps.
     itc = healed.thumbprint if healed is not None else snapshot.internal_transport_thumbprint
     exempt = exemptions(snapshot, options)

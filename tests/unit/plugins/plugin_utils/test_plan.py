@@ -491,7 +491,7 @@ def test_exempt_certificates_are_never_touched(data, behavior):
             assert after[certificate.thumbprint] == certificate.services
     expected = server.internal_transport_thumbprint
     healed = _plan.internal_transport_to_restore(server, verdicts_of(server), _plan.cloud_connectors(server))
-    if healed is not None and not result.blocked:
+    if healed is not None and not result.blocked and server.internal_transport_thumbprint not in chosen.exempt_thumbprints:
         # A certificate facing Exchange Online left as the internal transport certificate (by -Force and a
         # failed restore) gives way to the server's own self-signed certificate.
         expected = healed.thumbprint
