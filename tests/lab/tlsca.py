@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import ipaddress
 import os
 import ssl
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.lab import pki
 
 # Long enough for any lab run, short enough that nobody mistakes it for a real certificate.
 _VALIDITY = datetime.timedelta(days=30)
@@ -56,88 +55,21 @@ class ListenerCertificates:
         return context
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "hybridmail lab"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-
-
 def create_listener_certificates(hostnames: tuple[str, ...] = ("localhost",)) -> ListenerCertificates:
     """A fresh CA and a server certificate valid for 127.0.0.1, ::1 and the given DNS names."""
     now = datetime.datetime.now(datetime.timezone.utc)
     not_before = now - datetime.timedelta(minutes=5)  # tolerate small clock differences
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("hybridmail lab WinRM CA")
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(now + _VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    alt_names = [x509.DNSName(name) for name in hostnames]
-    alt_names += [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(ipaddress.ip_address("::1"))]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(hostnames[0]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(now + _VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
+    # Fresh keys, not the lab's pooled ones: the listener's private key is written to disk.
+    ca = pki.make_ca("CN=hybridmail lab WinRM CA, O=hybridmail lab", key=ec.generate_private_key(ec.SECP256R1()),
+                     not_before=not_before, not_after=now + _VALIDITY, now=now, path_length=0)
+    server = pki.make_leaf("CN=%s, O=hybridmail lab" % hostnames[0], ca, sans=list(hostnames) + ["127.0.0.1", "::1"],
+                           key=ec.generate_private_key(ec.SECP256R1()), not_before=not_before, not_after=now + _VALIDITY,
+                           now=now, eku=("serverAuth",))
     return ListenerCertificates(
-        ca_pem=ca_cert.public_bytes(serialization.Encoding.PEM),
-        cert_pem=cert.public_bytes(serialization.Encoding.PEM),
-        key_pem=key.private_bytes(
+        ca_pem=ca.pem,
+        cert_pem=server.pem,
+        key_pem=server.key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ),
-        cert_der=cert.public_bytes(serialization.Encoding.DER),
+        cert_der=server.der,
     )
