@@ -37,8 +37,8 @@ afterwards (under the additive reading the attempt would only re-assert its othe
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from . import _facts, _model, _snapshot
@@ -83,7 +83,7 @@ _OLDEST = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class CloudConnector:
     """A send or receive connector that carries mail to or from Exchange Online."""
 
@@ -99,7 +99,7 @@ class CloudConnector:
         return "%s connector '%s'" % (self.kind, self.identity)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Step:
     """One mutation. Enable steps carry the complete -Services value (see the module docstring)."""
 
@@ -123,7 +123,7 @@ class Step:
         return "%s (services: %s)" % (what, format_services(self.services))
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Plan:
     steps: tuple[Step, ...]
     blockers: tuple[str, ...]  # the interlock: why nothing may change; steps is empty when there is one
@@ -135,7 +135,7 @@ class Plan:
         return bool(self.blockers)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class SmtpOptions:
     scope: str = "hybrid"
     exempt_thumbprints: frozenset[str] = frozenset()
@@ -144,7 +144,7 @@ class SmtpOptions:
     pin_connectors: bool = True
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class CertificateAssessment:
     thumbprint: str
     state: str
@@ -154,7 +154,7 @@ class CertificateAssessment:
     exposed_by: tuple[str, ...]  # labels of the cloud connectors that can offer it to Exchange Online
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ConnectorAssessment:
     connector: CloudConnector
     state: str  # PINNED, UNPINNED, BROKEN
@@ -430,6 +430,15 @@ def _removal_obstacles(snapshot: _snapshot.ServerSnapshot, certificate: _model.C
     return obstacles
 
 
+def _with_pins(snapshot: _snapshot.ServerSnapshot, pinned: Mapping) -> _snapshot.ServerSnapshot:
+    """The snapshot as it will be once the planned pins (identity -> TlsCertificateName) are set."""
+    def repinned(connectors):
+        return tuple(dataclasses.replace(c, tls_certificate_name=pinned[c.identity]) if c.identity in pinned else c
+                     for c in connectors)
+    return dataclasses.replace(snapshot, send_connectors=repinned(snapshot.send_connectors),
+                               receive_connectors=repinned(snapshot.receive_connectors))
+
+
 def _ordered(steps: Iterable[Step]) -> tuple[Step, ...]:
     # Within a kind, what concerns only this server comes before what other servers share (an
     # organisation-wide send connector): a check on those servers may stop the batch there.
@@ -544,8 +553,13 @@ def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping,
             pinned[connector.identity] = step.tls_certificate_name
 
     # 3. Untrusted certificates: drop SMTP while they are exposed; remove them when asked and safe.
+    #    A pin can also take a certificate out of the hybrid-facing set (the old TlsCertificateName
+    #    named it); under scope all it is then judged like any other, so judge it as the next run will.
+    after_pins = {a.thumbprint: a.state for a in assess(_with_pins(snapshot, pinned), verdicts, options)[0]} if pinned else {}
     for certificate in snapshot.certificates:
         assessment = states[certificate.thumbprint]
+        if after_pins.get(certificate.thumbprint) == NONCOMPLIANT:
+            assessment = dataclasses.replace(assessment, state=NONCOMPLIANT)
         if assessment.state not in (NONCOMPLIANT, MITIGATED) or SMTP not in certificate.services:
             continue
         if options.remove_untrusted:

@@ -551,3 +551,20 @@ def test_send_connector_tls_only_pins_and_converges(data, receive):
     connectors = _plan.assess(after, verdicts_of(after))[1]
     if not result.blocked:
         assert all(a.state == _plan.PINNED for a in connectors if a.connector.kind == _plan.SEND or receive)
+
+
+@pytest.mark.parametrize("behavior", ["additive", "replace"])
+def test_a_certificate_a_repaired_pin_stops_naming_is_judged_as_the_next_run_will_judge_it(behavior):
+    # The receive connector's TlsCertificateName names "public" by issuer and subject, but selects the
+    # later-expiring "public_renewed", which is not enabled for SMTP: the pin is repaired to
+    # "public_server". "public" (it does not cover ex01.contoso.com, so untrusted for it) faced Exchange
+    # Online only through the old name; under scope all it is then an untrusted certificate enabled
+    # for SMTP, and the first plan must already drop SMTP from it (found by hypothesis, seed 1).
+    server = snapshot(("public", "IMAP, POP, IIS, SMTP"), ("public_renewed", ""), ("public_server", "SMTP"),
+                      send=send_connector(fqdn=None), receive=receive_connector(tls=tls_name("public")))
+    result = plan(server, scope="all")
+    assert (_plan.DROP_SMTP, thumbprint("public")) in actions(result)
+    assert (_plan.PIN_CONNECTOR, RECEIVE_CONNECTOR) in actions(result)
+    after = apply_plan(server, result, behavior)
+    if behavior == "replace":
+        assert plan(after, scope="all").steps == ()
