@@ -3,8 +3,9 @@
 
 """readiness_report: findings per host and for the fleet, and the run's reports, on the controller.
 
-Runs once per play (run_once). It reads each host's registered audit or enforcement result from
-hostvars, so no host is contacted again.
+Runs once per play (run_once). It reads each host's registered result - readiness_check's summary,
+whose full record is a file under report_dir/hosts/, or a certificate_info or smtp_certificate result
+- so no host is contacted again.
 """
 
 from __future__ import annotations
@@ -53,24 +54,13 @@ def check_report_dir(directory: str) -> None:
 
 
 def host_entry(result, options, exemptions, host, mode):
-    """The report's view of one host's registered module result."""
-    if not isinstance(result, dict):
-        return {"error": "no result from this host in this run"}
-    if result.get("unreachable"):
-        return {"unreachable": True, "error": result.get("msg") or "host unreachable"}
-    # certificate_info returns the facts at the top level; the enforcement modules under "facts".
-    facts = result.get("facts") if isinstance(result.get("facts"), dict) else result
-    failed = result.get("failed") and not (mode == "audit" and "certificates" in facts)
-    # An audit that gathered its facts has not failed, even when the plan it computed is blocked: the
-    # findings say why. In enforce mode a blocked or failed change is an error of that host.
-    entry = {"changed": bool(result.get("changed")) and mode == "enforce", "error": result.get("msg") if failed else None}
-    if "certificates" not in facts:
-        entry["error"] = entry["error"] or "the module returned no certificate facts"
-        return entry
-    entry["facts"] = facts
-    findings = _findings.apply_exemptions(_findings.server_findings(facts, options), exemptions, host)
-    entry["findings"] = [finding.to_dict() for finding in findings]
-    return entry
+    """The run's entry for one host: the record readiness_check wrote, or the registered result itself."""
+    if isinstance(result, dict) and result.get("record"):
+        try:
+            return _report.read_host_record(result["record"], result.get("record_id"), host)
+        except _report.ReportError as exc:
+            return {"error": str(exc)}
+    return _report.entry_from_result(result, host, mode, options, exemptions)
 
 
 class ActionModule(ActionBase):
@@ -124,8 +114,8 @@ class ActionModule(ActionBase):
                 "status": entry["status"],
                 "error": entry["error"],
                 "counts": entry["counts"],
-                "findings": ["%s %s: %s" % (f["severity"], f["id"], f["title"]) for f in entry["findings"] if not f.get("exemption")],
+                "findings": _report.finding_lines(entry["findings"]),
             } for entry in report["hosts"]},
-            fleet_findings=["%s %s: %s" % (f["severity"], f["id"], f["title"]) for f in report["fleet"]["findings"] if not f.get("exemption")],
+            fleet_findings=_report.finding_lines(report["fleet"]["findings"]),
         )
         return result

@@ -5,33 +5,11 @@
 
 from __future__ import annotations
 
-import functools
-
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce_action, _plan
-
-ARGUMENT_SPEC = dict(
-    scope=dict(type="str", default="hybrid", choices=list(_plan.SCOPES)),
-    exempt_thumbprints=dict(type="list", elements="str", default=[]),
-    exempt_internal_transport=dict(type="bool", default=True),
-    remove_untrusted=dict(type="bool", default=False),
-    pin_connectors=dict(type="bool", default=True),
-    **_args.ENFORCE_SPEC,
-)
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _enforce_action
 
 
 class ActionModule(_enforce_action.EnforceAction):
-    ARGUMENT_SPEC = ARGUMENT_SPEC
+    ARGUMENT_SPEC = _enforce_action.SMTP_CERTIFICATE_SPEC
 
     def planner(self, args):
-        try:
-            exempt = _args.thumbprints(args["exempt_thumbprints"]) if args["exempt_thumbprints"] else []
-        except _args.OptionError as exc:
-            raise _args.OptionError("exempt_thumbprints: %s" % exc) from None
-        options = _plan.SmtpOptions(
-            scope=args["scope"],
-            exempt_thumbprints=frozenset(exempt),
-            exempt_internal_transport=args["exempt_internal_transport"],
-            remove_untrusted=args["remove_untrusted"],
-            pin_connectors=args["pin_connectors"],
-        )
-        return functools.partial(_plan.plan_smtp_certificate, options=options), options
+        return _enforce_action.smtp_certificate_planner(args)

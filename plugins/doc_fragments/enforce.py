@@ -12,7 +12,7 @@ options:
   event_lookback_days:
     description:
       - Also read Event ID 2004 of the last this many days, so that RV(facts) carries the same events as
-        M(hybridmail.exchange.certificate_info) returns (the M(hybridmail.exchange.hybrid_readiness) role
+        M(hybridmail.exchange.certificate_info) returns (the C(hybridmail.exchange.hybrid_readiness) role
         reports them). No decision depends on events. C(0) skips the event log.
     type: int
     default: 0

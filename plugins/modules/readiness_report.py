@@ -12,12 +12,13 @@ module: readiness_report
 short_description: Hybrid readiness findings and fleet reports from registered audit results
 version_added: 0.1.0
 description:
-  - Turns each host's registered M(hybridmail.exchange.certificate_info) or
-    M(hybridmail.exchange.smtp_certificate) result into findings with stable IDs (see C(docs/findings.md)),
-    adds the fleet-wide findings (the hybrid certificate must be the same on every hybrid transport
-    server), and writes C(report.json), C(junit.xml) and C(summary.md).
+  - Reads each host's registered result - M(hybridmail.exchange.readiness_check)'s summary, whose record
+    (facts and findings) it loads from the file the summary names, or a M(hybridmail.exchange.certificate_info)
+    or M(hybridmail.exchange.smtp_certificate) result, which it turns into findings with stable IDs (see
+    C(docs/findings.md)) - adds the fleet-wide findings (the hybrid certificate must be the same on every
+    hybrid transport server), and writes C(report.json), C(junit.xml) and C(summary.md).
   - Runs on the controller and contacts no host. Use it once per play (C(run_once)); the
-    M(hybridmail.exchange.hybrid_readiness) role does.
+    C(hybridmail.exchange.hybrid_readiness) role does.
   - Unreachable and failed hosts are errors in every report, never left out.
 author:
   - hybridmail.exchange contributors (@hybridmail)

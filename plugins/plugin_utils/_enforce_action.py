@@ -1,7 +1,7 @@
 # Copyright: (c) 2026, hybridmail.exchange contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The action plugin shell shared by smtp_certificate and send_connector_tls.
+"""The action plugin shell shared by smtp_certificate, send_connector_tls and readiness_check.
 
 Validate the options before any round trip, audit (one read-only round trip), plan, and - unless the
 plan is empty or blocked, or this is check mode - run the one mutating round trip; then report. The
@@ -11,10 +11,37 @@ logic lives in _plan and _enforce; this class only talks to Ansible.
 from __future__ import annotations
 
 import datetime
+import functools
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce, _snapshot, _transport
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce, _plan, _snapshot, _transport
+
+# smtp_certificate's options (readiness_check has them too).
+SMTP_CERTIFICATE_SPEC = dict(
+    scope=dict(type="str", default="hybrid", choices=list(_plan.SCOPES)),
+    exempt_thumbprints=dict(type="list", elements="str", default=[]),
+    exempt_internal_transport=dict(type="bool", default=True),
+    remove_untrusted=dict(type="bool", default=False),
+    pin_connectors=dict(type="bool", default=True),
+    **_args.ENFORCE_SPEC,
+)
+
+
+def smtp_certificate_planner(args: dict):
+    """(planner, _plan.SmtpOptions) for smtp_certificate's options. Raises _args.OptionError."""
+    try:
+        exempt = _args.thumbprints(args["exempt_thumbprints"]) if args["exempt_thumbprints"] else []
+    except _args.OptionError as exc:
+        raise _args.OptionError("exempt_thumbprints: %s" % exc) from None
+    options = _plan.SmtpOptions(
+        scope=args["scope"],
+        exempt_thumbprints=frozenset(exempt),
+        exempt_internal_transport=args["exempt_internal_transport"],
+        remove_untrusted=args["remove_untrusted"],
+        pin_connectors=args["pin_connectors"],
+    )
+    return functools.partial(_plan.plan_smtp_certificate, options=options), options
 
 
 class EnforceAction(ActionBase):
@@ -33,9 +60,14 @@ class EnforceAction(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        host = (task_vars or {}).get("inventory_hostname", self._play_context.remote_addr)
-
         args = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC)[1]
+        return self.enforce(result, args, self.host_of(task_vars), check_mode=self._task.check_mode)
+
+    def host_of(self, task_vars) -> str:
+        return (task_vars or {}).get("inventory_hostname", self._play_context.remote_addr)
+
+    def enforce(self, result: dict, args: dict, host: str, check_mode: bool) -> dict:
+        """Audit, plan and (unless check_mode) change; result updated with the module's return values."""
         try:
             _args.check_range("event_lookback_days", args["event_lookback_days"], 0, 365)
             store = _args.trust_store(args)
@@ -54,7 +86,7 @@ class EnforceAction(ActionBase):
             return dict(result, failed=True, msg=str(exc))
 
         response = None
-        if planned.plan.steps and not self._task.check_mode:
+        if planned.plan.steps and not check_mode:
             try:
                 response = _transport.run_request(self._connection, enforcer.enforcement_request(planned), host)
             except _transport.RequestFailed as exc:

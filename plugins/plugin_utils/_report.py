@@ -23,11 +23,13 @@ left out. Only the standard library is used; every string from a server is treat
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import math
 import os
 import re
 import tempfile
+import uuid
 import xml.etree.ElementTree as ET
 from typing import Mapping
 
@@ -479,3 +481,82 @@ def write_reports(directory: str, run: Mapping) -> dict:
     _write_atomic(paths["junit"], render_junit(report))
     _write_atomic(paths["markdown"], render_markdown(report).encode("utf-8"))
     return dict(paths, compliant=report["compliant"], report=report)
+
+
+# ---------------------------------------------------------------------------------------------
+# Host entries and host records
+# ---------------------------------------------------------------------------------------------
+
+NO_RESULT = "no result from this host in this run"
+RECORDS_DIR = "hosts"
+RECORD_SCHEMA = "hybridmail.exchange/host-record"
+_UNSAFE_FILE_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def entry_from_result(result, host: str, mode: str, options: _findings.Options, exemptions) -> dict:
+    """The run's entry for one host (see the module docstring) from its module result: certificate_info's
+    (facts at the top level) or an enforcement module's (facts under "facts"), an unreachable or failed
+    task, or nothing at all."""
+    if not isinstance(result, Mapping):
+        return {"error": NO_RESULT}
+    if result.get("unreachable"):
+        return {"unreachable": True, "error": result.get("msg") or "host unreachable"}
+    facts = result.get("facts") if isinstance(result.get("facts"), Mapping) else result
+    # An audit that gathered its facts has not failed, even when the plan it computed is blocked: the
+    # findings say why. In enforce mode a blocked or failed change is an error of that host.
+    failed = result.get("failed") and not (mode == "audit" and "certificates" in facts)
+    entry = {"changed": bool(result.get("changed")) and mode == "enforce", "error": result.get("msg") if failed else None}
+    if "certificates" not in facts:
+        entry["error"] = entry["error"] or "the module returned no certificate facts"
+        return entry
+    entry["facts"] = facts
+    findings = _findings.apply_exemptions(_findings.server_findings(facts, options), exemptions, host)
+    entry["findings"] = [finding.to_dict() for finding in findings]
+    return entry
+
+
+def finding_lines(findings) -> list[str]:
+    """One line per finding that is not exempted: "critical HM101: <title>"."""
+    return ["%s %s: %s" % (f["severity"], f["id"], f["title"]) for f in findings if not f.get("exemption")]
+
+
+def host_summary(host: str, entry: Mapping, fail_on: str) -> dict:
+    """What a play needs to know about one host: compliant, status, error, counts, findings (one line each)."""
+    judged = _host_entry(host, entry, fail_on, include_facts=False)
+    return _clean({"compliant": judged["compliant"], "status": judged["status"], "error": judged["error"],
+                   "counts": judged["counts"], "findings": finding_lines(judged["findings"])})
+
+
+def record_path(directory: str, host: str) -> str:
+    """<directory>/hosts/<host>.json; a host name that is not a safe file name gets a hash of itself."""
+    name = _UNSAFE_FILE_CHARACTERS.sub("_", host)
+    if name != host or name.startswith("."):
+        name = "%s-%s" % (name.lstrip("."), hashlib.sha256(host.encode("utf-8")).hexdigest()[:12])
+    return os.path.join(os.path.abspath(os.path.expanduser(str(directory))), RECORDS_DIR, name + ".json")
+
+
+def write_host_record(directory: str, host: str, entry: Mapping) -> dict:
+    """Write one host's entry (facts and findings included) where the run's report reads it back, so that
+    the play itself carries only a summary of each host. Returns {"path", "record_id"}: the report accepts
+    the file only with that id, so a record another run wrote since is never taken for this run's."""
+    path = record_path(directory, host)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    record_id = uuid.uuid4().hex
+    document = {"schema": RECORD_SCHEMA, "version": VERSION, "host": host, "record_id": record_id, "entry": _clean(entry)}
+    _write_atomic(path, json.dumps(document, ensure_ascii=False, default=str).encode("utf-8"))
+    return {"path": path, "record_id": record_id}
+
+
+def read_host_record(path: str, record_id: str, host: str) -> dict:
+    """The entry write_host_record() wrote for host with record_id. Raises ReportError."""
+    try:
+        with open(path, "rb") as handle:
+            document = json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ReportError("host %s: cannot read its record %s: %s" % (host, path, exc)) from None
+    if not isinstance(document, Mapping) or document.get("schema") != RECORD_SCHEMA or not isinstance(document.get("entry"), Mapping):
+        raise ReportError("host %s: %s is not a host record" % (host, path))
+    if document.get("host") != host or document.get("record_id") != record_id:
+        raise ReportError("host %s: its record %s was replaced by another run (of %s) before this report read it"
+                          % (host, path, document.get("host")))
+    return dict(document["entry"])

@@ -361,3 +361,98 @@ def test_write_reports_writes_three_files_atomically(run, tmp_path, schema):
     assert again["compliant"] is True
     with open(paths["json"], encoding="utf-8") as handle:
         assert [h["host"] for h in json.load(handle)["hosts"]] == ["ex02"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Host entries from module results, and host records
+# ---------------------------------------------------------------------------------------------
+
+OPTIONS = _findings.Options()
+
+
+def test_an_audit_result_becomes_an_entry_with_findings_even_when_its_plan_was_blocked():
+    facts = world.kb2888788("EX01").facts()
+    result = {"failed": True, "msg": "EX01: mail.contoso.com has no certificate Exchange Online would trust", "facts": facts}
+    audited = _report.entry_from_result(result, "ex01", "audit", OPTIONS, [])
+    assert audited["error"] is None and audited["facts"] is facts and audited["changed"] is False
+    assert "HM101" in {f["id"] for f in audited["findings"]}
+    # In enforce mode the same failure is the host's error.
+    assert _report.entry_from_result(result, "ex01", "enforce", OPTIONS, [])["error"] == result["msg"]
+
+
+@pytest.mark.parametrize("result, expected", [
+    (None, {"error": _report.NO_RESULT}),
+    ({"unreachable": True, "msg": "ex03: connection failed: refused"}, {"unreachable": True, "error": "ex03: connection failed: refused"}),
+    ({"failed": True, "msg": "Task failed: Timed out after 10 second(s)."},
+     {"changed": False, "error": "Task failed: Timed out after 10 second(s)."}),
+    ({"changed": True}, {"changed": True, "error": "the module returned no certificate facts"}),
+])
+def test_results_without_facts_become_errors(result, expected):
+    assert _report.entry_from_result(result, "ex03", "enforce", OPTIONS, []) == expected
+
+
+def test_certificate_info_results_carry_their_facts_at_the_top_level():
+    facts = world.healthy("EX02").facts()
+    assert _report.entry_from_result(facts, "ex02", "audit", OPTIONS, [])["facts"] is facts
+
+
+def test_exemptions_apply_to_the_host_they_name():
+    facts = world.kb2888788("EX01").facts()
+    exemptions = _findings.validate_exemptions([{"id": "HM101", "reason": "change 4711", "hosts": ["ex0*"]}])
+    findings = _report.entry_from_result({"facts": facts}, "ex01", "audit", OPTIONS, exemptions)["findings"]
+    assert all(f["exemption"] for f in findings if f["id"] == "HM101")
+    other = _report.entry_from_result({"facts": facts}, "mx01", "audit", OPTIONS, exemptions)["findings"]
+    assert not any(f.get("exemption") for f in other if f["id"] == "HM101")
+
+
+def test_host_summary_says_what_the_report_says(run):
+    report = _report.build_report(run)
+    for host_report in report["hosts"]:
+        summary = _report.host_summary(host_report["host"], run["hosts"][host_report["host"]], run["fail_on"])
+        assert summary == {"compliant": host_report["compliant"], "status": host_report["status"], "error": host_report["error"],
+                           "counts": host_report["counts"], "findings": _report.finding_lines(host_report["findings"])}
+    assert _report.host_summary("ex01", run["hosts"]["ex01"], "critical")["findings"][0].startswith("critical HM")
+
+
+def test_a_host_record_round_trips_with_its_id(tmp_path):
+    host_entry = entry(hostile_server())
+    written = _report.write_host_record(str(tmp_path), "ex05", host_entry)
+    assert written["path"] == str(tmp_path / "hosts" / "ex05.json") and re.fullmatch(r"[0-9a-f]{32}", written["record_id"])
+    read = _report.read_host_record(written["path"], written["record_id"], "ex05")
+    # What the report builds from the record is what it builds from the entry itself.
+    assert _report.build_report({"hosts": {"ex05": read}}) == _report.build_report({"hosts": {"ex05": host_entry}}) | {
+        "generated_at": _report.build_report({"hosts": {"ex05": read}})["generated_at"]}
+
+
+def test_a_record_another_run_replaced_is_refused(tmp_path):
+    first = _report.write_host_record(str(tmp_path), "ex01", entry(world.kb2888788("EX01")))
+    second = _report.write_host_record(str(tmp_path), "ex01", entry(world.healthy("EX01")))
+    assert first["path"] == second["path"]
+    with pytest.raises(_report.ReportError, match=r"host ex01: its record .* was replaced by another run"):
+        _report.read_host_record(first["path"], first["record_id"], "ex01")
+    assert _report.read_host_record(second["path"], second["record_id"], "ex01")["facts"]["server"]["name"] == "EX01"
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot read its record"),
+    (b"\xff\xfe not json", "cannot read its record"),
+    (b'{"schema": "something else", "entry": {}}', "is not a host record"),
+    (b'["a list"]', "is not a host record"),
+])
+def test_a_missing_or_foreign_record_is_refused(tmp_path, content, message):
+    path = tmp_path / "hosts" / "ex01.json"
+    if content is not None:
+        path.parent.mkdir()
+        path.write_bytes(content)
+    with pytest.raises(_report.ReportError, match=message):
+        _report.read_host_record(str(path), "0" * 32, "ex01")
+
+
+@pytest.mark.parametrize("host", ["ex01.contoso.com", "EX01", "10.0.0.5", "host with spaces", "../../etc/passwd", ".hidden", "x/y", "\u00fcber"])
+def test_record_paths_stay_in_the_records_directory_and_are_distinct(tmp_path, host):
+    path = _report.record_path(str(tmp_path), host)
+    assert os.path.dirname(path) == str(tmp_path / "hosts")
+    assert not os.path.basename(path).startswith(".")
+    assert path != _report.record_path(str(tmp_path), host + "_")
+    written = _report.write_host_record(str(tmp_path), host, {"error": "x"})
+    assert written["path"] == path and _report.read_host_record(path, written["record_id"], host) == {"error": "x"}

@@ -1,0 +1,64 @@
+# Copyright: (c) 2026, hybridmail.exchange contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""readiness_check: one server's audit or enforcement, judged, in the one task a fleet run pays per host.
+
+It does what smtp_certificate does (in check mode for an audit), turns the result into findings,
+writes the host's full record (facts, findings, error) under report_dir/hosts/ for readiness_report,
+and returns only a summary: a fleet run keeps N small results instead of N sets of facts, and a
+failed host prints a few lines instead of its facts. The host fails when it does not meet fail_on;
+an unreachable host fails too, so that the play goes on to the report (an unreachable host would
+leave the play, and a batch of unreachable hosts would leave no report).
+"""
+
+from __future__ import annotations
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce_action, _findings, _report
+
+ARGUMENT_SPEC = dict(
+    _enforce_action.SMTP_CERTIFICATE_SPEC,
+    mode=dict(type="str", default="audit", choices=["audit", "enforce"]),
+    report_dir=dict(type="path", required=True),
+    fail_on=dict(type="str", default="critical", choices=list(_findings.FAIL_ON)),
+    expiry_warning_days=dict(type="int", default=60),
+    expiry_critical_days=dict(type="int", default=30),
+    exemptions=dict(type="list", elements="dict", default=[]),
+)
+THRESHOLDS = ("expiry_warning_days", "expiry_critical_days", "min_key_size")
+
+
+class ActionModule(_enforce_action.EnforceAction):
+    ARGUMENT_SPEC = ARGUMENT_SPEC
+
+    def planner(self, args):
+        return _enforce_action.smtp_certificate_planner(args)
+
+    def run(self, tmp=None, task_vars=None):
+        result = ActionBase.run(self, tmp, task_vars)
+        del tmp
+        args = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC)[1]
+        host = self.host_of(task_vars)
+        try:
+            _args.check_range("min_key_size", args["min_key_size"], 512, 16384)
+            options = _findings.Options.of({key: args[key] for key in THRESHOLDS})
+            exemptions = _findings.validate_exemptions(args["exemptions"])
+        except ValueError as exc:
+            return dict(result, failed=True, msg=str(exc))
+
+        outcome = self.enforce({}, args, host, check_mode=args["mode"] == "audit" or self._task.check_mode)
+        entry = _report.entry_from_result(outcome, host, args["mode"], options, exemptions)
+        try:
+            record = _report.write_host_record(args["report_dir"], host, entry)
+        except OSError as exc:
+            return dict(result, failed=True, msg="%s: cannot write the host record for the report: %s" % (host, exc))
+        summary = _report.host_summary(host, entry, args["fail_on"])
+
+        result.update(summary, changed=bool(entry.get("changed")), record=record["path"], record_id=record["record_id"],
+                      plan=[step["description"] for step in outcome.get("plan") or ()])
+        if "diff" in outcome:
+            result["diff"] = outcome["diff"]
+        if not summary["compliant"]:
+            result.update(failed=True, msg=summary["error"] or "; ".join(summary["findings"]))
+        return result

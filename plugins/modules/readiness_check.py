@@ -1,0 +1,175 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+
+# Copyright: (c) 2026, hybridmail.exchange contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# Documentation only: the action plugin plugins/action/readiness_check.py runs on the controller
+# (the logic of smtp_certificate, then _findings and _report), and talks to the server through runner.ps1.
+
+DOCUMENTATION = r"""
+---
+module: readiness_check
+short_description: Audit or enforce one Exchange server and judge its hybrid readiness, in one task per host
+version_added: 0.1.0
+description:
+  - The per-host task of the C(hybridmail.exchange.hybrid_readiness) role. With O(mode=audit) it does what
+    M(hybridmail.exchange.smtp_certificate) does in check mode (one read-only WinRM round trip); with
+    O(mode=enforce) what it does for real (at most one more round trip, only when something changes).
+  - It then turns the result into findings (see C(docs/findings.md)), writes the host's full record (facts,
+    findings, error) to C(<report_dir>/hosts/<host>.json) for M(hybridmail.exchange.readiness_report), and
+    returns only a summary. A fleet run so keeps one small result per host instead of every host's facts,
+    and a failing host prints a few lines instead of its facts.
+  - The task fails when the host does not meet O(fail_on) - with the error when the host could not be
+    audited or changed, else with its findings, one per line.
+  - An unreachable server fails the task instead of being marked unreachable, so that the play goes on to
+    the report; RV(status) and the reports say C(unreachable).
+author:
+  - hybridmail.exchange contributors (@hybridmail)
+extends_documentation_fragment:
+  - hybridmail.exchange.trust
+  - hybridmail.exchange.session
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - O(mode=audit) is read-only with or without check mode. With O(mode=enforce), check mode runs only the
+        audit round trip and RV(plan) lists what would change.
+  diff_mode:
+    support: full
+    details:
+      - With O(mode=enforce), as M(hybridmail.exchange.smtp_certificate) - services, C(TlsCertificateName) and
+        the internal transport certificate before and after.
+  platform:
+    platforms: windows
+options:
+  mode:
+    description:
+      - C(audit) never changes anything. C(enforce) applies M(hybridmail.exchange.smtp_certificate)'s plan.
+    type: str
+    choices: [audit, enforce]
+    default: audit
+  scope:
+    description: As O(hybridmail.exchange.smtp_certificate#module:scope).
+    type: str
+    choices: [hybrid, all]
+    default: hybrid
+  exempt_thumbprints:
+    description: As O(hybridmail.exchange.smtp_certificate#module:exempt_thumbprints).
+    type: list
+    elements: str
+    default: []
+  exempt_internal_transport:
+    description: As O(hybridmail.exchange.smtp_certificate#module:exempt_internal_transport).
+    type: bool
+    default: true
+  remove_untrusted:
+    description: As O(hybridmail.exchange.smtp_certificate#module:remove_untrusted).
+    type: bool
+    default: false
+  pin_connectors:
+    description: As O(hybridmail.exchange.smtp_certificate#module:pin_connectors).
+    type: bool
+    default: true
+  event_lookback_days:
+    description:
+      - Also read Event ID 2004 of the last this many days; the findings about mail flow use them. C(0) skips
+        the event log.
+    type: int
+    default: 0
+  report_dir:
+    description:
+      - Directory on the controller of the run's reports. The host's record goes to its C(hosts/) subdirectory
+        (created when missing), replacing the record of the host's previous run.
+    type: path
+    required: true
+  fail_on:
+    description:
+      - The task fails when the host has a finding of this severity or worse, or could not be audited.
+        C(never) fails nothing; errors are still reported.
+    type: str
+    choices: [critical, warning, never]
+    default: critical
+  expiry_warning_days:
+    description: Expiry within this many days is a warning.
+    type: int
+    default: 60
+  expiry_critical_days:
+    description: Expiry within this many days is critical.
+    type: int
+    default: 30
+  exemptions:
+    description:
+      - Accepted findings, each with C(id), C(reason), and optionally C(hosts) (globs), C(subjects), C(until);
+        as in M(hybridmail.exchange.readiness_report).
+    type: list
+    elements: dict
+    default: []
+seealso:
+  - module: hybridmail.exchange.readiness_report
+  - module: hybridmail.exchange.smtp_certificate
+"""
+
+EXAMPLES = r"""
+- name: Audit every server, then write the fleet reports once, whatever happened to each server
+  block:
+    - name: Audit
+      hybridmail.exchange.readiness_check:
+        report_dir: "{{ playbook_dir }}/reports"
+        event_lookback_days: 7
+      register: hybrid_readiness_host
+  always:
+    - name: Reports
+      hybridmail.exchange.readiness_report:
+        hosts: "{{ ansible_play_hosts_all }}"
+        report_dir: "{{ playbook_dir }}/reports"
+      run_once: true
+      delegate_to: localhost
+
+- name: Enforce, and fail only on critical findings
+  hybridmail.exchange.readiness_check:
+    mode: enforce
+    report_dir: /var/lib/hybridmail/reports
+    fail_on: critical
+"""
+
+RETURN = r"""
+compliant:
+  description: The host meets O(fail_on).
+  returned: always
+  type: bool
+status:
+  description: C(ok) (audited), C(failed) (the audit or a change failed) or C(unreachable).
+  returned: always
+  type: str
+  sample: ok
+error:
+  description: Why the host could not be audited or changed, or null.
+  returned: always
+  type: str
+counts:
+  description: Findings per severity (C(critical), C(warning), C(info)) and C(exempted).
+  returned: always
+  type: dict
+  sample: {critical: 1, warning: 0, info: 2, exempted: 0}
+findings:
+  description: The findings that are not exempted, one line each.
+  returned: always
+  type: list
+  elements: str
+  sample: ["critical HM101: Trusted and untrusted SMTP certificates compete for a hybrid FQDN (KB 2888788)"]
+plan:
+  description: The steps of M(hybridmail.exchange.smtp_certificate)'s plan, in words (what an audit would change).
+  returned: always
+  type: list
+  elements: str
+record:
+  description: The path of the host's record, which M(hybridmail.exchange.readiness_report) reads.
+  returned: always
+  type: str
+record_id:
+  description: The id of that record; the report accepts the file only when it still carries it.
+  returned: always
+  type: str
+"""

@@ -1,0 +1,130 @@
+"""readiness_check, the role's one task per host, through ansible-playbook, the real winrm plugin and the lab.
+
+What counts: the task fails exactly the hosts that do not meet fail_on, with a message a person can
+read; its result is a summary (no facts: a fleet run keeps one small result per host); the host's
+full record is on disk where readiness_report reads it; an unreachable server fails the task rather
+than leaving the play, so that the report still runs; and the lab saw one read-only command per
+server for an audit, at most two for an enforcement.
+"""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from tests.integration.playbook_runs import dead_port, derived_inventory, hybrid_fleet, run_role, write_fleet
+from tests.lab.testing import run_ansible, running_lab
+
+KINDS = {"EX01": "incident", "EX02": "healthy", "EX03": "unbound"}
+
+
+def check(inventory, tmp_path, name: str, **args):
+    """One readiness_check task on every host; (completed process, {host: result + "failed"})."""
+    playbook = tmp_path / ("%s.yml" % name)
+    args = dict({"trust_bundle": "{{ hybridmail_trust_bundle }}", "report_dir": str(tmp_path / ("reports-%s" % name))}, **args)
+    playbook.write_text(yaml.safe_dump([{"hosts": "exchange", "gather_facts": False,
+                                         "tasks": [{"hybridmail.exchange.readiness_check": args}]}]), encoding="utf-8")
+    tree = tmp_path / ("tree-%s" % name)
+    completed = run_ansible([str(playbook)], inventory, program="ansible-playbook",
+                            env={"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree", "ANSIBLE_CALLBACK_TREE_DIR": str(tree)})
+    # The tree callback leaves "failed" out of what it writes; the play output says it.
+    return completed, {path.name: dict(json.loads(path.read_text(encoding="utf-8")),
+                                       failed="fatal: [%s]: FAILED! => " % path.name in completed.stdout)
+                       for path in tree.iterdir()}
+
+
+def record(result: dict) -> dict:
+    with open(result["record"], encoding="utf-8") as handle:
+        document = json.load(handle)
+    assert document["record_id"] == result["record_id"]
+    return document["entry"]
+
+
+def test_audit_fails_the_hosts_that_are_not_ready_with_a_summary_and_records_the_rest(tmp_path):
+    with running_lab(write_fleet(tmp_path / "fleet.yml", hybrid_fleet(dict(KINDS, EX04="healthy"))), tmp_path=tmp_path) as lab:
+        inventory = derived_inventory(lab.inventory, tmp_path / "inventory.yml", {"ex04": {"ansible_port": dead_port()}})
+        lab.reset_counters()
+        completed, results = check(inventory, tmp_path, "audit", event_lookback_days=7)
+        servers = lab.status()["servers"]
+
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 2, output
+    assert {host: (r["failed"], r["status"], r["compliant"]) for host, r in results.items()} == {
+        "ex01": (True, "ok", False), "ex02": (False, "ok", True), "ex03": (True, "ok", False), "ex04": (True, "unreachable", False)}
+    # Read-only: one command per reachable server, and nothing changed.
+    assert {name: s["winrm"]["requests"]["Command"] for name, s in servers.items()} == {"EX01": 1, "EX02": 1, "EX03": 1, "EX04": 0}
+    assert all(not s["mutations"] for s in servers.values())
+
+    incident = results["ex01"]
+    # The message is the findings, one per line of the summary; the plan says what enforce would do.
+    assert incident["msg"] == "; ".join(incident["findings"]) and any(" HM101: " in line for line in incident["findings"])
+    assert incident["counts"]["critical"] >= 1 and incident["error"] is None
+    assert any(step.startswith("drop SMTP from ") for step in incident["plan"])
+    # A summary, not the facts: those are in the record, with the findings judged from them.
+    assert not {"facts", "certificates", "connectors", "steps"} & set(incident)
+    incident_record = record(incident)
+    assert incident_record["facts"]["certificates"] and {f["id"] for f in incident_record["findings"]} >= {"HM101"}
+    assert results["ex02"]["findings"] == [] or all(not line.startswith("critical") for line in results["ex02"]["findings"])
+
+    unreachable = results["ex04"]
+    assert unreachable["msg"] == unreachable["error"] and unreachable["error"].startswith("ex04: connection failed: ")
+    assert "unreachable" not in unreachable or not unreachable["unreachable"]
+    assert record(unreachable) == {"unreachable": True, "error": unreachable["error"]}
+
+
+def test_enforce_fixes_what_it_can_and_fail_on_never_fails_nothing(tmp_path):
+    with running_lab(write_fleet(tmp_path / "fleet.yml", hybrid_fleet(KINDS)), tmp_path=tmp_path) as lab:
+        lab.reset_counters()
+        completed, results = check(lab.inventory, tmp_path, "enforce", mode="enforce")
+        servers = lab.status()["servers"]
+        lab.reset_counters()
+        never, again = check(lab.inventory, tmp_path, "again", fail_on="never", expiry_warning_days=400, expiry_critical_days=300)
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert {host: (r["changed"], r["compliant"]) for host, r in results.items()} == {
+        "ex01": (True, True), "ex02": (False, True), "ex03": (True, True)}
+    assert all(s["mail_flow"]["delivered"] for s in servers.values())
+    assert {name: s["winrm"]["requests"]["Command"] for name, s in servers.items()} == {"EX01": 2, "EX02": 1, "EX03": 2}
+    # The record holds the state as re-read after the change.
+    assert results["ex03"]["plan"] and record(results["ex03"])["changed"] is True
+
+    # Every certificate now expires "soon": critical findings everywhere, but fail_on never fails nothing.
+    assert never.returncode == 0, never.stdout + never.stderr
+    assert all(r["compliant"] and not r["failed"] and r["counts"]["critical"] >= 1 for r in again.values())
+
+
+def test_option_mistakes_fail_before_any_round_trip(tmp_path):
+    with running_lab(write_fleet(tmp_path / "fleet.yml", hybrid_fleet({"EX01": "healthy"})), tmp_path=tmp_path) as lab:
+        lab.reset_counters()
+        outcomes = {
+            "critical after warning": check(lab.inventory, tmp_path, "days", expiry_warning_days=10, expiry_critical_days=20)[1],
+            "bad exemption": check(lab.inventory, tmp_path, "exemption", exemptions=[{"id": "HM101"}])[1],
+            "bad thumbprint": check(lab.inventory, tmp_path, "thumbprint", exempt_thumbprints=["not-a-thumbprint"])[1],
+            "bad mode": check(lab.inventory, tmp_path, "mode", mode="fix")[1],
+        }
+        commands = lab.status()["servers"]["EX01"]["winrm"]["requests"]["Command"]
+    assert commands == 0
+    messages = {name: result["ex01"]["msg"] for name, result in outcomes.items()}
+    assert all(result["ex01"]["failed"] for result in outcomes.values()), messages
+    assert "expiry_critical_days (20) must not exceed expiry_warning_days (10)" in messages["critical after warning"]
+    assert "reason" in messages["bad exemption"]
+    assert "'not-a-thumbprint' is not a certificate thumbprint" in messages["bad thumbprint"]
+    assert "mode" in messages["bad mode"] and "audit, enforce" in messages["bad mode"]
+
+
+def test_the_role_reports_a_batch_in_which_no_server_answers(tmp_path):
+    """Every server unreachable (the canary of a rollout, or a network outage): the task fails them, the play
+    goes on to the report, and the report says unreachable for each."""
+    with running_lab(write_fleet(tmp_path / "fleet.yml", hybrid_fleet({"EX01": "healthy", "EX02": "healthy"})), tmp_path=tmp_path) as lab:
+        inventory = derived_inventory(lab.inventory, tmp_path / "inventory.yml",
+                                      {"ex01": {"ansible_port": dead_port()}, "ex02": {"ansible_port": dead_port()}})
+        audit = run_role(inventory, "audit", tmp_path / "audit")
+        enforce = run_role(inventory, "enforce", tmp_path / "enforce")
+    for run in (audit, enforce):
+        assert run.rc == 2, run.output
+        assert [(entry["host"], entry["status"], entry["compliant"]) for entry in run.report["hosts"]] == [
+            ("ex01", "unreachable", False), ("ex02", "unreachable", False) if run is audit else ("ex02", "failed", False)]
+    # The rollout stopped after the canary: ex02 was never tried.
+    assert enforce.host("ex02")["error"] == "no result from this host in this run"
+    assert audit.host("ex02")["error"].startswith("ex02: connection failed: ")
