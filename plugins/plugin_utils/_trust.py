@@ -166,14 +166,20 @@ def trust_store_from_pem(data: bytes, source: str) -> TrustStore:
     if _model.CRYPTOGRAPHY_IMPORT_ERROR is not None:
         raise TrustBundleError("reading trust bundle %s needs the Python package cryptography: %s" % (source, _model.CRYPTOGRAPHY_IMPORT_ERROR))
     anchors, intermediates, skipped = [], [], []
-    for position, block in enumerate(_pem_blocks(data), start=1):
+    with _model.quiet_certificate_loading():
         try:
-            with _model.quiet_certificate_loading():
-                certificate = x509.load_pem_x509_certificate(block)
-        except _model.CERTIFICATE_READ_ERRORS as exc:
-            skipped.append("certificate %d: %s" % (position, exc))
-            continue
-        (anchors if certificate.issuer == certificate.subject else intermediates).append(certificate)
+            # Every worker process reads the bundle again (certifi's: over a hundred roots), so the
+            # common case - every block readable - is read in one call.
+            certificates = x509.load_pem_x509_certificates(data)
+        except _model.CERTIFICATE_READ_ERRORS:
+            certificates = []
+            for position, block in enumerate(_pem_blocks(data), start=1):
+                try:
+                    certificates.append(x509.load_pem_x509_certificate(block))
+                except _model.CERTIFICATE_READ_ERRORS as exc:
+                    skipped.append("certificate %d: %s" % (position, exc))
+        for certificate in certificates:
+            (anchors if certificate.issuer == certificate.subject else intermediates).append(certificate)
     if not anchors:
         if skipped:
             raise TrustBundleError("trust bundle %s holds no readable certificate (%s)" % (source, "; ".join(skipped)))
@@ -190,7 +196,10 @@ def _default_bundle_path() -> str:
             "the default trust bundle (Mozilla's roots) needs the Python package certifi on the Ansible "
             "controller: install it (pip install certifi) or give a PEM trust bundle path"
         ) from None
-    return certifi.where()
+    # certifi.where() goes through importlib.resources (milliseconds, in every worker process); the
+    # file sits next to the package unless certifi is imported from a zip.
+    beside = os.path.join(os.path.dirname(certifi.__file__), "cacert.pem")
+    return beside if os.path.isfile(beside) else certifi.where()
 
 
 @functools.lru_cache(maxsize=8)
