@@ -76,7 +76,9 @@ def bench_case(servers: int, forks: int, latency: float, kinds: list, workdir: s
             lab.reset_counters()
             if kind == "audit":
                 playbook = AUDIT_PLAYBOOK
-                extra = ["-e", "hybrid_readiness_report_dir=%s" % os.path.join(workdir, "reports"), "-e", "hybrid_readiness_fail_on=never"]
+                # The lab's trust bundle, as for certificate_info: judged as the lab's Exchange Online judges.
+                extra = ["-e", "hybrid_readiness_report_dir=%s" % os.path.join(workdir, "reports"), "-e", "hybrid_readiness_fail_on=never",
+                         "-e", "hybrid_readiness_trust_bundle={{ hybridmail_trust_bundle }}"]
             else:
                 playbook = os.path.join(workdir, kind + ".yml")
                 with open(playbook, "w", encoding="utf-8") as handle:

@@ -14,7 +14,7 @@ options:
       - Each certificate is path-validated for TLS server authentication (RFC 5280) on the
         controller, using only the intermediate certificates the Exchange server itself holds,
         because Exchange Online does not fetch missing intermediates.
-      - When omitted, the Mozilla root program bundled with the Python package C(certifi) on the
+      - When omitted or empty, the Mozilla root program bundled with the Python package C(certifi) on the
         controller is used, a close stand-in for the Microsoft Trusted Root Program.
       - Exchange's own C(Status) and C(RootCAType) are reported beside the verdict but never used
         as proof of trust.

@@ -47,6 +47,7 @@ def thumbprints(values) -> list | None:
 def trust_store(args) -> _trust.TrustStore:
     check_range("min_key_size", args["min_key_size"], 512, 16384)
     try:
-        return _trust.load_trust_bundle(args["trust_bundle"])
+        # Empty is the default bundle too: a role or pipeline variable left empty means "not set".
+        return _trust.load_trust_bundle(args["trust_bundle"] or None)
     except _trust.TrustBundleError as exc:
         raise OptionError(str(exc)) from None

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _model, _trust
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _model, _trust
 from tests.lab import pki
 
 NOW = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
@@ -426,3 +426,16 @@ def test_one_unreadable_block_is_skipped_and_listed(public_root):
     bundle = _trust.trust_store_from_pem(garbage + public_root.pem, "mixed.pem")
     assert bundle.anchors.certificates == (public_root.cert,)
     assert len(bundle.skipped) == 1 and bundle.skipped[0].startswith("certificate 1:")
+
+
+def test_a_readable_bundle_splits_roots_from_intermediates(public_root, public_ca, enterprise_root):
+    bundle = _trust.trust_store_from_pem(public_root.pem + public_ca.pem + enterprise_root.pem, "ok.pem")
+    assert bundle.anchors.certificates == (public_root.cert, enterprise_root.cert)
+    assert bundle.intermediates.certificates == (public_ca.cert,) and bundle.skipped == ()
+
+
+@pytest.mark.parametrize("given", [None, ""])
+def test_no_bundle_or_an_empty_option_is_certifi(given):
+    import certifi
+    store = _args.trust_store({"trust_bundle": given, "min_key_size": 2048})
+    assert os.path.samefile(store.source, certifi.where()) and len(store.anchors.certificates) > 50
