@@ -5,7 +5,7 @@
 
 For each case it starts a generated lab fleet, runs the same inventory three ways and prints, per
 case: wall time; controller CPU seconds per host (ansible-playbook and its forks: RUSAGE_CHILDREN);
-peak controller memory (the largest controller process); WinRM commands per host (lab counters);
+peak controller memory (the largest controller process of that run); WinRM commands per host (lab counters);
 and the latency floor ceil(N / forks) x round trips x latency.
   raw     ansible.builtin.raw: exit 0            one round trip per host, Ansible's own floor
   info    hybridmail.exchange.certificate_info   one round trip per host
@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -42,21 +41,31 @@ PLAYS = {
 AUDIT_PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "hybrid_readiness.yml")
 
 
+# Runs one command and prints its children's resource usage: RUSAGE_CHILDREN's ru_maxrss is the
+# largest process ever waited for, so each run needs a parent of its own to get its own peak.
+_MEASURE = """
+import json, resource, subprocess, sys
+code = subprocess.run(sys.argv[2:], stdout=open(sys.argv[1], "w"), stderr=subprocess.STDOUT).returncode
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"rc": code, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024.0}))
+"""
+
+
 def run_playbook(playbook: str, inventory: str, forks: int, extra: list) -> dict:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    completed = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, "-f", str(forks), playbook] + extra,
-        env=ansible_env(), capture_output=True, text=True, check=False,
-    )
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, "-f", str(forks), playbook] + extra
+    with tempfile.NamedTemporaryFile("r", encoding="utf-8", suffix=".log") as output:
+        start = time.perf_counter()
+        measured = subprocess.run([sys.executable, "-c", _MEASURE, output.name] + command, env=ansible_env(), capture_output=True,
+                                  text=True, check=True)
+        wall = time.perf_counter() - start
+        usage = json.loads(measured.stdout)
+        tail = output.read()[-400:]
     return {
         "wall_s": wall,
-        "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-        "peak_rss_mb": after.ru_maxrss / 1024.0,
-        "rc": completed.returncode,
-        "tail": completed.stdout[-400:] if completed.returncode not in (0, 2) else "",
+        "cpu_s": usage["cpu_s"],
+        "peak_rss_mb": usage["peak_rss_mb"],
+        "rc": usage["rc"],
+        "tail": tail if usage["rc"] not in (0, 2) else "",
     }
 
 

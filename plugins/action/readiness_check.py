@@ -49,16 +49,17 @@ class ActionModule(_enforce_action.EnforceAction):
 
         outcome = self.enforce({}, args, host, check_mode=args["mode"] == "audit" or self._task.check_mode)
         entry = _report.entry_from_result(outcome, host, args["mode"], options, exemptions)
+        summary = _report.host_summary(host, entry, args["fail_on"])
+        result.update(summary, changed=bool(entry.get("changed")), plan=[step["description"] for step in outcome.get("plan") or ()])
+        if "diff" in outcome:
+            result["diff"] = outcome["diff"]
         try:
             record = _report.write_host_record(args["report_dir"], host, entry)
         except OSError as exc:
-            return dict(result, failed=True, msg="%s: cannot write the host record for the report: %s" % (host, exc))
-        summary = _report.host_summary(host, entry, args["fail_on"])
-
-        result.update(summary, changed=bool(entry.get("changed")), record=record["path"], record_id=record["record_id"],
-                      plan=[step["description"] for step in outcome.get("plan") or ()])
-        if "diff" in outcome:
-            result["diff"] = outcome["diff"]
+            # What happened on the server stays in the result (changed, plan); the report names the failure.
+            return dict(result, failed=True, msg="%s: cannot write the host record for the report: %s. %s" % (
+                host, exc, summary["error"] or "; ".join(summary["findings"]) or "The host itself is ready."))
+        result.update(record=record["path"], record_id=record["record_id"])
         if not summary["compliant"]:
             result.update(failed=True, msg=summary["error"] or "; ".join(summary["findings"]))
         return result

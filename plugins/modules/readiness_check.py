@@ -166,10 +166,10 @@ plan:
   elements: str
 record:
   description: The path of the host's record, which M(hybridmail.exchange.readiness_report) reads.
-  returned: always
+  returned: when the record was written
   type: str
 record_id:
   description: The id of that record; the report accepts the file only when it still carries it.
-  returned: always
+  returned: when the record was written
   type: str
 """

@@ -128,3 +128,18 @@ def test_the_role_reports_a_batch_in_which_no_server_answers(tmp_path):
     # The rollout stopped after the canary: ex02 was never tried.
     assert enforce.host("ex02")["error"] == "no result from this host in this run"
     assert audit.host("ex02")["error"].startswith("ex02: connection failed: ")
+
+
+def test_a_record_that_cannot_be_written_fails_the_host_but_keeps_what_happened(tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the report directory should be\n", encoding="utf-8")
+    with running_lab(write_fleet(tmp_path / "fleet.yml", hybrid_fleet({"EX01": "unbound"})), tmp_path=tmp_path) as lab:
+        completed, results = check(lab.inventory, tmp_path, "blocked", mode="enforce", report_dir=str(blocker))
+        server = lab.status()["servers"]["EX01"]
+    result = results["ex01"]
+    assert completed.returncode == 2 and result["failed"], completed.stdout
+    assert result["msg"].startswith("ex01: cannot write the host record for the report: ")
+    assert result["msg"].endswith("The host itself is ready.")
+    # The change happened (mail flows again) and the result says so.
+    assert result["changed"] is True and result["compliant"] is True and server["mail_flow"]["delivered"]
+    assert "record" not in result
