@@ -87,13 +87,23 @@ class ActionModule(ActionBase):
             return dict(result, changed=False, msg="options valid; reports can be written to %s" % args["report_dir"])
 
         registered = registered_results((task_vars or {}).get("hostvars", {}), args["hosts"], args["result_var"])
-        hosts = {host: host_entry(registered.get(host), options, exemptions, host, args["mode"]) for host in args["hosts"]}
+        # Host by host, keeping only what the reports need besides the facts; report.json reads each
+        # host's facts again while it is written. A fleet's facts are never all in memory at once.
+        hosts, fleet = {}, {}
+        for host in args["hosts"]:
+            entry = host_entry(registered.get(host), options, exemptions, host, args["mode"])
+            fleet[host] = _report.fleet_certificates(entry)
+            hosts[host] = _report.slim_entry(entry)
+
+        def facts_of(host):
+            return host_entry(registered.get(host), options, (), host, args["mode"]).get("facts")
 
         run = {"hosts": hosts, "mode": args["mode"], "fail_on": args["fail_on"],
                "options": {key: args[key] for key in THRESHOLDS},
+               "fleet_findings": [finding.to_dict() for finding in _findings.fleet_findings_of(fleet)],
                "collection_version": "0.1.0"}
         try:
-            written = _report.write_reports(args["report_dir"], run)
+            written = _report.write_reports(args["report_dir"], run, facts_of=facts_of)
         except (_report.ReportError, OSError) as exc:
             return dict(result, failed=True, msg="cannot write the hybrid readiness reports: %s" % exc)
 

@@ -1323,15 +1323,18 @@ def hybrid_certificates(facts: Mapping) -> dict[tuple[str, str], dict]:
 
 def fleet_findings(per_host_facts: Mapping[str, Mapping | None]) -> list[Finding]:
     """Findings across servers: the hybrid certificate (issuer + subject) must be the same on every hybrid
-    transport server. Hosts without facts (failed, unreachable) are skipped. Linear in the number of hosts:
-    each host's certificate set is a dictionary key, hosts are grouped under it."""
+    transport server. Hosts without facts (failed, unreachable) are skipped."""
+    return fleet_findings_of({host: hybrid_certificates(facts) for host, facts in per_host_facts.items() if isinstance(facts, Mapping)})
+
+
+def fleet_findings_of(per_host_certificates: Mapping[str, Mapping]) -> list[Finding]:
+    """fleet_findings() from each host's hybrid_certificates(), which a caller can collect host by host
+    without keeping every host's facts. Linear in the number of hosts: each host's certificate set is a
+    dictionary key, hosts are grouped under it."""
     groups: dict[frozenset, dict] = {}
     considered = 0
-    for host in sorted(per_host_facts):
-        facts = per_host_facts[host]
-        if not isinstance(facts, Mapping):
-            continue
-        presented = hybrid_certificates(facts)
+    for host in sorted(per_host_certificates):
+        presented = per_host_certificates[host]
         if not presented:
             continue  # not a hybrid transport server, or nothing presentable (its own findings say why)
         considered += 1

@@ -31,7 +31,7 @@ import re
 import tempfile
 import uuid
 import xml.etree.ElementTree as ET
-from typing import Mapping
+from typing import Callable, Iterable, Mapping
 
 from . import _findings
 
@@ -178,8 +178,7 @@ def build_report(run: Mapping) -> dict:
 
     fleet = run.get("fleet_findings")
     if fleet is None:
-        fleet = _findings.fleet_findings({entry["host"]: run["hosts"][entry["host"]].get("facts")
-                                          for entry in hosts if entry["status"] == STATUS_OK})
+        fleet = _findings.fleet_findings_of({host: fleet_certificates(run["hosts"][host]) for host in run["hosts"]})
     try:
         fleet = _findings.sort_findings(_findings.Finding.from_dict(item) for item in fleet)
     except ValueError as exc:
@@ -220,6 +219,23 @@ def build_report(run: Mapping) -> dict:
 
 def render_json(report: Mapping) -> str:
     return json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+def _render_json_chunks(report: Mapping, facts_of: Callable[[str], Mapping | None]):
+    """render_json(report) with each audited host's "facts" taken from facts_of(host), one host at a
+    time, as UTF-8 chunks: the whole fleet's facts are never in memory at once."""
+    marker = "hybridmail-facts-%s" % uuid.uuid4().hex  # no server string can guess it
+    audited = [entry["host"] for entry in report["hosts"] if entry["audited"]]
+    marked = dict(report, hosts=[dict(entry, facts=marker if entry["audited"] else None) for entry in report["hosts"]])
+    parts = render_json(marked).split(json.dumps(marker))
+    if len(parts) != len(audited) + 1:
+        raise ReportError("report.json could not be assembled (%d facts markers for %d audited hosts)" % (len(parts) - 1, len(audited)))
+    yield parts[0].encode("utf-8")
+    for host, part in zip(audited, parts[1:]):
+        # A host's facts sit three levels deep (report, hosts, host): their own lines get that indent.
+        text = json.dumps(_clean(facts_of(host)), indent=2, ensure_ascii=False, default=str)
+        yield text.replace("\n", "\n      ").encode("utf-8")
+        yield part.encode("utf-8")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,12 +469,13 @@ def render_markdown(report: Mapping) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def _write_atomic(path: str, data: bytes | Iterable[bytes]) -> None:
     directory = os.path.dirname(path)
     handle, temporary = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
     try:
         with os.fdopen(handle, "wb") as output:
-            output.write(data)
+            for chunk in [data] if isinstance(data, bytes) else data:
+                output.write(chunk)
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
@@ -469,15 +486,20 @@ def _write_atomic(path: str, data: bytes) -> None:
         raise
 
 
-def write_reports(directory: str, run: Mapping) -> dict:
+def write_reports(directory: str, run: Mapping, facts_of: Callable[[str], Mapping | None] | None = None) -> dict:
     """Build the report once and write report.json, junit.xml and summary.md into directory (created when
     missing; each file replaced atomically). Returns {"json": path, "junit": path, "markdown": path,
-    "compliant": bool, "report": the report.json document}."""
-    report = build_report(run)
+    "compliant": bool, "report": the report.json document}.
+
+    With facts_of, report.json gets each audited host's facts from facts_of(host) while it is written, and
+    the run's entries need to hold only what the rest of the report reads (slim_entry()) plus its
+    "fleet_findings": a large fleet's facts are then never all in memory. The returned document has no
+    facts then."""
+    report = build_report(dict(run, include_facts=False) if facts_of is not None else run)
     directory = os.path.abspath(os.path.expanduser(str(directory)))
     os.makedirs(directory, exist_ok=True)
     paths = {kind: os.path.join(directory, name) for kind, name in FILE_NAMES.items()}
-    _write_atomic(paths["json"], render_json(report).encode("utf-8"))
+    _write_atomic(paths["json"], render_json(report).encode("utf-8") if facts_of is None else _render_json_chunks(report, facts_of))
     _write_atomic(paths["junit"], render_junit(report))
     _write_atomic(paths["markdown"], render_markdown(report).encode("utf-8"))
     return dict(paths, compliant=report["compliant"], report=report)
@@ -513,6 +535,23 @@ def entry_from_result(result, host: str, mode: str, options: _findings.Options, 
     findings = _findings.apply_exemptions(_findings.server_findings(facts, options), exemptions, host)
     entry["findings"] = [finding.to_dict() for finding in findings]
     return entry
+
+
+def fleet_certificates(entry: Mapping) -> dict:
+    """What the fleet findings need of one host's entry: its hybrid certificates when it was audited
+    without error ({} otherwise, which the fleet findings skip)."""
+    facts = entry.get("facts") if isinstance(entry, Mapping) else None
+    if not isinstance(facts, Mapping) or entry.get("error") or entry.get("unreachable"):
+        return {}
+    return _findings.hybrid_certificates(facts)
+
+
+def slim_entry(entry: Mapping) -> dict:
+    """The entry without the facts the reports do not read outside report.json's "facts" (see write_reports)."""
+    facts = entry.get("facts")
+    if not isinstance(facts, Mapping):
+        return dict(entry)
+    return dict(entry, facts={key: facts.get(key) for key in ("server", "hybrid_fqdns", "gathered_at")})
 
 
 def finding_lines(findings) -> list[str]:

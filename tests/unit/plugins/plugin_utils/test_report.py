@@ -363,6 +363,41 @@ def test_write_reports_writes_three_files_atomically(run, tmp_path, schema):
         assert [h["host"] for h in json.load(handle)["hosts"]] == ["ex02"]
 
 
+def test_report_json_written_host_by_host_is_the_same_document(run, tmp_path, schema):
+    """readiness_report hands write_reports slim entries, the fleet findings and a facts loader: the
+    files must be the same as from the whole run (bar generated_at), with hostile strings intact."""
+    whole = dict(run, generated_at="2026-11-23T12:00:00Z")
+    slim = dict(whole, hosts={host: _report.slim_entry(entry) for host, entry in run["hosts"].items()},
+                fleet_findings=[f.to_dict() for f in _findings.fleet_findings_of(
+                    {host: _report.fleet_certificates(entry) for host, entry in run["hosts"].items()})])
+    loaded = []
+
+    def facts_of(host):
+        loaded.append(host)
+        return run["hosts"][host]["facts"]
+
+    expected = _report.write_reports(str(tmp_path / "whole"), whole)
+    streamed = _report.write_reports(str(tmp_path / "streamed"), slim, facts_of=facts_of)
+    assert loaded == ["ex01", "ex02", "ex05"]  # the audited hosts, once each, in report order
+    with open(expected["json"], encoding="utf-8") as one, open(streamed["json"], encoding="utf-8") as other:
+        text = other.read()
+        assert json.loads(text) == json.load(one)
+    jsonschema.Draft202012Validator(schema).validate(json.loads(text))
+    assert text == _report.render_json(expected["report"])  # the same bytes, indentation included
+    for kind in ("junit", "markdown"):
+        with open(expected[kind], "rb") as one, open(streamed[kind], "rb") as other:
+            assert one.read() == other.read(), kind
+    assert all(entry["facts"] is None for entry in streamed["report"]["hosts"])
+
+
+def test_slim_entries_keep_what_the_summary_reads(run):
+    entry = run["hosts"]["ex01"]
+    slim = _report.slim_entry(entry)
+    assert set(slim["facts"]) == {"server", "hybrid_fqdns", "gathered_at"} and slim["findings"] == entry["findings"]
+    assert _report.slim_entry(run["hosts"]["ex03"]) == run["hosts"]["ex03"]
+    assert _report.fleet_certificates(run["hosts"]["ex03"]) == {} and _report.fleet_certificates(entry)
+
+
 # ---------------------------------------------------------------------------------------------
 # Host entries from module results, and host records
 # ---------------------------------------------------------------------------------------------
