@@ -15,18 +15,14 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce_action, _findings, _report
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce_action, _report
 
 ARGUMENT_SPEC = dict(
     _enforce_action.SMTP_CERTIFICATE_SPEC,
     mode=dict(type="str", default="audit", choices=["audit", "enforce"]),
     report_dir=dict(type="path", required=True),
-    fail_on=dict(type="str", default="critical", choices=list(_findings.FAIL_ON)),
-    expiry_warning_days=dict(type="int", default=60),
-    expiry_critical_days=dict(type="int", default=30),
-    exemptions=dict(type="list", elements="dict", default=[]),
+    **_args.FINDINGS_SPEC,
 )
-THRESHOLDS = ("expiry_warning_days", "expiry_critical_days", "min_key_size")
 
 
 class ActionModule(_enforce_action.EnforceAction):
@@ -41,10 +37,8 @@ class ActionModule(_enforce_action.EnforceAction):
         args = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC)[1]
         host = self.host_of(task_vars)
         try:
-            _args.check_range("min_key_size", args["min_key_size"], 512, 16384)
-            options = _findings.Options.of({key: args[key] for key in THRESHOLDS})
-            exemptions = _findings.validate_exemptions(args["exemptions"])
-        except ValueError as exc:
+            options, exemptions = _args.findings_options(args)
+        except _args.OptionError as exc:
             return dict(result, failed=True, msg=str(exc))
 
         outcome = self.enforce({}, args, host, check_mode=args["mode"] == "audit" or self._task.check_mode)

@@ -22,15 +22,10 @@ ARGUMENT_SPEC = dict(
     result_var=dict(type="str", default="hybrid_readiness_host"),
     report_dir=dict(type="path", required=True),
     mode=dict(type="str", default="audit", choices=["audit", "enforce"]),
-    fail_on=dict(type="str", default="critical", choices=list(_findings.FAIL_ON)),
-    expiry_warning_days=dict(type="int", default=60),
-    expiry_critical_days=dict(type="int", default=30),
     min_key_size=dict(type="int", default=2048),
-    exemptions=dict(type="list", elements="dict", default=[]),
     validate_only=dict(type="bool", default=False),
+    **_args.FINDINGS_SPEC,
 )
-
-THRESHOLDS = ("expiry_warning_days", "expiry_critical_days", "min_key_size")
 
 
 def registered_results(hostvars, hosts, name) -> dict:
@@ -74,10 +69,8 @@ class ActionModule(ActionBase):
         del tmp
         args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
         try:
-            _args.check_range("min_key_size", args["min_key_size"], 512, 16384)
-            options = _findings.Options.of({key: args[key] for key in THRESHOLDS})
-            exemptions = _findings.validate_exemptions(args["exemptions"])
-        except ValueError as exc:
+            options, exemptions = _args.findings_options(args)
+        except _args.OptionError as exc:
             return dict(result, failed=True, msg=str(exc))
         if args["validate_only"]:
             try:
@@ -99,7 +92,7 @@ class ActionModule(ActionBase):
             return host_entry(registered.get(host), options, (), host, args["mode"]).get("facts")
 
         run = {"hosts": hosts, "mode": args["mode"], "fail_on": args["fail_on"],
-               "options": {key: args[key] for key in THRESHOLDS},
+               "options": {key: args[key] for key in _args.THRESHOLDS},
                "fleet_findings": [finding.to_dict() for finding in _findings.fleet_findings_of(fleet)],
                "collection_version": "0.1.0"}
         try:

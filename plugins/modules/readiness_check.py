@@ -27,6 +27,7 @@ description:
 author:
   - hybridmail.exchange contributors (@hybridmail)
 extends_documentation_fragment:
+  - hybridmail.exchange.findings
   - hybridmail.exchange.trust
   - hybridmail.exchange.session
   - ansible.builtin.action_common_attributes
@@ -84,28 +85,6 @@ options:
         (created when missing), replacing the record of the host's previous run.
     type: path
     required: true
-  fail_on:
-    description:
-      - The task fails when the host has a finding of this severity or worse, or could not be audited.
-        C(never) fails nothing; errors are still reported.
-    type: str
-    choices: [critical, warning, never]
-    default: critical
-  expiry_warning_days:
-    description: Expiry within this many days is a warning.
-    type: int
-    default: 60
-  expiry_critical_days:
-    description: Expiry within this many days is critical.
-    type: int
-    default: 30
-  exemptions:
-    description:
-      - Accepted findings, each with C(id), C(reason), and optionally C(hosts) (globs), C(subjects), C(until);
-        as in M(hybridmail.exchange.readiness_report).
-    type: list
-    elements: dict
-    default: []
 seealso:
   - module: hybridmail.exchange.readiness_report
   - module: hybridmail.exchange.smtp_certificate

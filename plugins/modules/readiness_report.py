@@ -23,6 +23,7 @@ description:
 author:
   - hybridmail.exchange contributors (@hybridmail)
 extends_documentation_fragment:
+  - hybridmail.exchange.findings
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -51,28 +52,10 @@ options:
     type: str
     choices: [audit, enforce]
     default: audit
-  fail_on:
-    description: A host is non-compliant with a finding of this severity or worse.
-    type: str
-    choices: [critical, warning, never]
-    default: critical
-  expiry_warning_days:
-    description: Expiry within this many days is a warning.
-    type: int
-    default: 60
-  expiry_critical_days:
-    description: Expiry within this many days is critical.
-    type: int
-    default: 30
   min_key_size:
     description: RSA keys shorter than this are weak.
     type: int
     default: 2048
-  exemptions:
-    description: Accepted findings, each with C(id), C(reason), and optionally C(hosts) (globs), C(subjects), C(until).
-    type: list
-    elements: dict
-    default: []
   validate_only:
     description:
       - Only check the options, the exemptions and that O(report_dir) can be written, and write nothing.
