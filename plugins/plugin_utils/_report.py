@@ -63,11 +63,22 @@ _XML_FORBIDDEN = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U000
 
 def _clean_text(text: str) -> str:
     """Lone surrogates (possible from decoded JSON) cannot be encoded as UTF-8: replace them."""
-    return _SURROGATES.sub("\ufffd", text)
+    return text if text.isascii() else _SURROGATES.sub("\ufffd", text)
 
 
 def _clean(value):
     """A JSON-able deep copy with every string encodable as UTF-8."""
+    # The plain JSON types first, by exact type: a fleet's facts are hundreds of thousands of values,
+    # and the abstract Mapping check is the slow one.
+    kind = type(value)
+    if kind is str:
+        return _clean_text(value)
+    if kind is dict:
+        return {_clean_text(key) if type(key) is str else _clean_text(str(key)): _clean(item) for key, item in value.items()}
+    if kind is list:
+        return [_clean(item) for item in value]
+    if value is None or kind is bool or kind is int:
+        return value
     if isinstance(value, Mapping):
         return {_clean_text(str(key)): _clean(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
