@@ -10,6 +10,8 @@ and the latency floor ceil(N / forks) x round trips x latency.
   raw     ansible.builtin.raw: exit 0            one round trip per host, Ansible's own floor
   info    hybridmail.exchange.certificate_info   one round trip per host
   audit   playbooks/hybrid_readiness.yml         the whole audit playbook (role, findings, reports)
+  remediate playbooks/remediate.yml              enforce in batches (canary, 25 %, the rest); it changes the
+                                                 lab, so it runs last; its latency floor ignores the batches
 Lines for people first; the last line is one JSON object with every figure.
 This prints figures; it asserts nothing.
 """
@@ -39,6 +41,8 @@ PLAYS = {
              "    - hybridmail.exchange.certificate_info:\n        trust_bundle: \"{{ hybridmail_trust_bundle }}\"\n"),
 }
 AUDIT_PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "hybrid_readiness.yml")
+ROLE_PLAYBOOKS = {"audit": AUDIT_PLAYBOOK, "remediate": os.path.join(REPO_ROOT, "playbooks", "remediate.yml")}
+KINDS = ("raw", "info", "audit", "remediate")
 
 
 # Runs one command and prints its children's resource usage: RUSAGE_CHILDREN's ru_maxrss is the
@@ -69,9 +73,10 @@ def run_playbook(playbook: str, inventory: str, forks: int, extra: list) -> dict
     }
 
 
-def commands_per_host(lab) -> float:
-    servers = lab.status()["servers"].values()
-    return sum(s["winrm"]["requests"]["Command"] for s in servers) / max(1, len(servers))
+def commands_per_host(lab) -> tuple[float, int]:
+    """(mean, most) WinRM commands per server since the counters were reset."""
+    commands = [s["winrm"]["requests"]["Command"] for s in lab.status()["servers"].values()]
+    return sum(commands) / max(1, len(commands)), max(commands, default=0)
 
 
 def bench_case(servers: int, forks: int, latency: float, kinds: list, workdir: str) -> dict:
@@ -83,18 +88,19 @@ def bench_case(servers: int, forks: int, latency: float, kinds: list, workdir: s
     with running_lab(fleet_path, tmp_path=tempfile.mkdtemp(dir=workdir), latency=latency, startup_timeout=300) as lab:
         for kind in kinds:
             lab.reset_counters()
-            if kind == "audit":
-                playbook = AUDIT_PLAYBOOK
+            if kind in ROLE_PLAYBOOKS:
+                playbook = ROLE_PLAYBOOKS[kind]
                 # The lab's trust bundle, as for certificate_info: judged as the lab's Exchange Online judges.
-                extra = ["-e", "hybrid_readiness_report_dir=%s" % os.path.join(workdir, "reports"), "-e", "hybrid_readiness_fail_on=never",
-                         "-e", "hybrid_readiness_trust_bundle={{ hybridmail_trust_bundle }}"]
+                # fail_on never: a rollout is not stopped by the servers a person has to fix.
+                extra = ["-e", "hybrid_readiness_report_dir=%s" % os.path.join(workdir, "reports-" + kind), "-e",
+                         "hybrid_readiness_fail_on=never", "-e", "hybrid_readiness_trust_bundle={{ hybridmail_trust_bundle }}"]
             else:
                 playbook = os.path.join(workdir, kind + ".yml")
                 with open(playbook, "w", encoding="utf-8") as handle:
                     handle.write(PLAYS[kind])
                 extra = []
             run = run_playbook(playbook, lab.inventory, forks, extra)
-            run["commands_per_host"] = commands_per_host(lab)
+            run["commands_per_host"], run["commands_max"] = commands_per_host(lab)
             run["cpu_ms_per_host"] = 1000.0 * run["cpu_s"] / servers
             run["latency_floor_s"] = math.ceil(servers / forks) * run["commands_per_host"] * latency
             case["runs"][kind] = run
@@ -112,13 +118,13 @@ def main() -> None:
     parser.add_argument("--servers", type=int, nargs="+", default=[50])
     parser.add_argument("--forks", type=int, nargs="+", default=[10])
     parser.add_argument("--latency", type=float, nargs="+", default=[0.0], help="seconds the lab adds per command")
-    parser.add_argument("--kinds", nargs="+", default=["raw", "info", "audit"], choices=["raw", "info", "audit"])
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     args = parser.parse_args()
-    kinds = [k for k in args.kinds if k != "audit" or os.path.exists(AUDIT_PLAYBOOK)]
+    kinds = [kind for kind in KINDS if kind in args.kinds]  # remediate last: it changes the lab
 
     cases = []
-    header = "%7s %5s %7s  %-5s %8s %10s %10s %9s %9s %8s %9s %4s" % (
-        "servers", "forks", "latency", "kind", "wall_s", "cpu_ms/host", "peak_MB", "cmd/host", "floor_s", "wall/raw", "cpu/raw", "rc")
+    header = "%7s %5s %7s  %-9s %8s %10s %10s %12s %9s %8s %9s %4s" % (
+        "servers", "forks", "latency", "kind", "wall_s", "cpu_ms/host", "peak_MB", "cmd mean/max", "floor_s", "wall/raw", "cpu/raw", "rc")
     print(header)
     with tempfile.TemporaryDirectory(prefix="hybridmail-bench-") as workdir:
         for servers in args.servers:
@@ -127,9 +133,9 @@ def main() -> None:
                     case = bench_case(servers, forks, latency, kinds, workdir)
                     cases.append(case)
                     for kind, run in case["runs"].items():
-                        print("%7d %5d %7.3f  %-5s %8.2f %10.1f %10.1f %9.2f %9.2f %8.2f %9.2f %4d" % (
+                        print("%7d %5d %7.3f  %-9s %8.2f %10.1f %10.1f %12s %9.2f %8.2f %9.2f %4d" % (
                             servers, forks, latency, kind, run["wall_s"], run["cpu_ms_per_host"], run["peak_rss_mb"],
-                            run["commands_per_host"], run["latency_floor_s"], run.get("wall_vs_raw") or 0,
+                            "%.2f/%d" % (run["commands_per_host"], run["commands_max"]), run["latency_floor_s"], run.get("wall_vs_raw") or 0,
                             run.get("cpu_vs_raw") or 0, run["rc"]), flush=True)
                         if run["tail"]:
                             print("        output tail: %s" % run["tail"].replace("\n", " | "))
