@@ -74,7 +74,7 @@ def _clean(value):
     if kind is str:
         return _clean_text(value)
     if kind is dict:
-        return {_clean_text(key) if type(key) is str else _clean_text(str(key)): _clean(item) for key, item in value.items()}
+        return {_clean_text(key if isinstance(key, str) else str(key)): _clean(item) for key, item in value.items()}
     if kind is list:
         return [_clean(item) for item in value]
     if value is None or kind is bool or kind is int:
