@@ -460,3 +460,19 @@ def evaluate(
         chain_validated=validated is not None,
         **exchange_view,
     )
+
+
+def _read_default_bundle_early() -> None:
+    """Read certifi's bundle when this module is first imported.
+
+    ansible-playbook imports a task's action plugin, and so this module, in its main process before it
+    forks a worker per host; the workers inherit the parsed bundle from _load_cached instead of each
+    reading it again (about 12 ms of CPU per host and task). A problem with it is reported when a task
+    uses it, not here."""
+    try:
+        load_trust_bundle(None)
+    except TrustBundleError:
+        pass
+
+
+_read_default_bundle_early()

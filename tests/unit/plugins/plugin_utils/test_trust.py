@@ -439,3 +439,15 @@ def test_no_bundle_or_an_empty_option_is_certifi(given):
     import certifi
     store = _args.trust_store({"trust_bundle": given, "min_key_size": 2048})
     assert os.path.samefile(store.source, certifi.where()) and len(store.anchors.certificates) > 50
+
+
+def test_the_default_bundle_is_read_on_import_so_that_forked_workers_inherit_it():
+    import subprocess
+    probe = ("from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _trust\n"
+             "read_on_import = _trust._load_cached.cache_info().currsize\n"
+             "_trust.load_trust_bundle(None)\n"
+             "print(read_on_import, _trust._load_cached.cache_info().hits)\n")
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                               env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    # Read once on import; the first task's read is then a cache hit.
+    assert completed.stdout.split() == ["1", "1"], completed.stdout + completed.stderr
