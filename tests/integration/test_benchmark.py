@@ -26,7 +26,7 @@ def test_the_benchmark_prints_a_table_then_every_figure_as_json():
     assert [line.split()[3] for line in lines[1:-1]] == ["raw", "info", "audit", "remediate"]
     document = json.loads(lines[-1])
     (case,) = document["cases"]
-    assert (case["servers"], case["forks"], case["latency_s"]) == (4, 4, 0.05)
+    assert (case["servers"], case["forks"], case["latency_s"], case["trust_bundle"]) == (4, 4, 0.05, "lab")
     runs = case["runs"]
     assert all(set(run) == FIGURES for run in runs.values()), {kind: sorted(run) for kind, run in runs.items()}
     # One round trip per server to read, at most two to change (the lab counted them).
