@@ -33,8 +33,10 @@ description:
   - The interlock - when a name Exchange Online checks would be left without a trusted, valid certificate
     enabled for SMTP with its private key, the module changes nothing and fails with a message naming the
     server, the name and what to install.
-  - Never touched - the Exchange Server Auth certificate, the internal transport certificate (unless
-    O(exempt_internal_transport=false)), and the certificates listed in O(exempt_thumbprints).
+  - Never touched - the Exchange Server Auth certificate, the internal transport certificate, and the
+    certificates listed in O(exempt_thumbprints). The state a plan leaves is checked against this before
+    anything runs, the mutating round trip re-checks the internal transport certificate on the server
+    before the first change, and the re-read afterwards must find it enabled for SMTP, else the module fails.
 author:
   - hybridmail.exchange contributors (@hybridmail)
 extends_documentation_fragment:
@@ -65,11 +67,13 @@ options:
     default: []
   exempt_internal_transport:
     description:
-      - Never change the internal transport certificate (C(InternalTransportCertificateThumbprint)).
-        Microsoft recommends keeping it; removing SMTP from it breaks mail flow between Exchange servers.
+      - Deprecated, and ignored since 1.1.0; it will be removed in 2.0.0. The internal transport certificate
+        (C(InternalTransportCertificateThumbprint)) is never changed, whatever this option says; removing SMTP
+        from it breaks mail flow between Exchange servers (CSS-Exchange InternalTransportCertificateCheck).
+      - Every plan must leave it on the server and enabled for SMTP; a plan that would not, or that would run
+        while it is unknown (C(Get-TransportService) failed), is refused whole and the module fails.
       - When it can be offered to Exchange Online, it is listed in RV(notes) and, with O(pin_connectors), the
-        connectors that could offer it are pinned.
-      - With C(false) it is treated like any other certificate, except that it is never removed.
+        connectors that could offer it are pinned. Setting C(false) only gives a warning.
     type: bool
     default: true
   remove_untrusted:

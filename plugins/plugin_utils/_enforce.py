@@ -134,10 +134,7 @@ class Enforcer:
         if applied:
             # Lets reports tell a queue error of the last retry before the change from a current one.
             result["facts"]["changed_at"] = self.now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        if plan.internal_transport_thumbprint != after.internal_transport_thumbprint:
-            previous = plan.internal_transport_thumbprint
-            failures.append("%s: InternalTransportCertificateThumbprint is %s, it was %s. Restore it: Enable-ExchangeCertificate "
-                            "-Thumbprint %s -Services SMTP -Force" % (self.host, after.internal_transport_thumbprint, previous, previous))
+        failures += internal_transport_failures(self.host, plan, after)
         if not failures:
             remaining = self.planner(after, verdicts)
             if remaining.steps or remaining.blocked:
@@ -170,7 +167,8 @@ def batch(host: str, plan: _plan.Plan, audit_response: Mapping) -> list:
     as `expect`:
     - every plan depends on which certificates the server holds and their services (interlock,
       choice of certificate, exposure): Thumbprint and Services of all of them;
-    - enabling SMTP depends on the internal transport certificate it restores;
+    - every plan depends on the internal transport certificate, which it must leave enabled for SMTP
+      (the invariant of _plan.invariant_violations): a plan made for another one must not run;
     - pinning a receive connector (per server) depends on its current TlsCertificateName;
     - send connectors are organisation-wide, and every hybrid server of a fleet run may pin the same
       one at the same time with the same value: their guard only checks that the connector still
@@ -184,14 +182,12 @@ def batch(host: str, plan: _plan.Plan, audit_response: Mapping) -> list:
         return []
     changed = "%s: the server changed since the plan (%%s no longer matches the audit); nothing was applied. " \
               "Run again to plan from the current state." % host
-    actions = {step.action for step in plan.steps}
     calls = [(_snapshot.call(GUARD_PREFIX + "certificates", "Get-ExchangeCertificate",
                              expect=_expect(audit_response, "certificates", _snapshot.CERTIFICATE_GUARD_PROPERTIES),
                              Server=_snapshot.COMPUTERNAME), changed % "Get-ExchangeCertificate")]
-    if actions & {_plan.ENABLE_SMTP, _plan.RESTORE_INTERNAL_TRANSPORT}:
-        calls.append((_snapshot.call(GUARD_PREFIX + "transport", "Get-TransportService",
-                                     expect=_expect(audit_response, "transport", _snapshot.TRANSPORT_GUARD_PROPERTIES),
-                                     Identity=_snapshot.COMPUTERNAME), changed % "Get-TransportService"))
+    calls.append((_snapshot.call(GUARD_PREFIX + "transport", "Get-TransportService",
+                                 expect=_expect(audit_response, "transport", _snapshot.TRANSPORT_GUARD_PROPERTIES),
+                                 Identity=_snapshot.COMPUTERNAME), changed % "Get-TransportService"))
     for number, step in enumerate(plan.steps, start=1):
         if step.action != _plan.PIN_CONNECTOR:
             continue
@@ -272,6 +268,30 @@ def _step_failure(host: str, plan: _plan.Plan, outcomes: list, failed: int) -> s
                host, failed + 1, len(plan.steps), plan.steps[failed].describe(), error.get("type") or "error",
                error.get("message") or "", " [%s]" % error["fqid"] if error.get("fqid") else "",
                "; ".join(applied) or "nothing", "; ".join(skipped) or "nothing")
+
+
+def internal_transport_failures(host: str, plan: _plan.Plan, after: _snapshot.ServerSnapshot) -> list:
+    """What the re-read says is wrong with the internal transport certificate the plan had to keep
+    (empty: it is there, the one intended, enabled for SMTP). Checked after every mutating round
+    trip, whatever the steps were, so that a run never reports success with internal mail flow broken."""
+    intended = plan.internal_transport_thumbprint
+    restore = "Restore it: Enable-ExchangeCertificate -Thumbprint %s -Services SMTP -Force" % intended
+    if after.transport is None:
+        failure = next((f.message for f in after.failures if f.call_id == "transport"), "it returned nothing")
+        return ["%s: the re-read of Get-TransportService failed (%s), so the internal transport certificate is not verified; "
+                "check it before anything else: Get-TransportService %s | fl InternalTransportCertificateThumbprint"
+                % (host, failure, after.server.name or host)]
+    current = after.internal_transport_thumbprint
+    if current != intended:
+        return ["%s: InternalTransportCertificateThumbprint is %s, it must be %s. %s" % (host, current or "empty", intended, restore)]
+    certificate = next((c for c in after.certificates if c.thumbprint == intended), None)
+    if certificate is None:
+        return ["%s: the internal transport certificate %s is no longer on the server: internal mail flow breaks. Import it again "
+                "or create a new one (HM311)." % (host, intended)]
+    if _plan.SMTP not in certificate.services:
+        return ["%s: the internal transport certificate %s is no longer enabled for SMTP: internal mail flow breaks. %s."
+                % (host, intended, restore)]
+    return []
 
 
 def _not_converged(host: str, plan: _plan.Plan, remaining: _plan.Plan) -> str:

@@ -34,10 +34,11 @@ def smtp_certificate_planner(args: dict):
         exempt = _args.thumbprints(args["exempt_thumbprints"]) if args["exempt_thumbprints"] else []
     except _args.OptionError as exc:
         raise _args.OptionError("exempt_thumbprints: %s" % exc) from None
+    # exempt_internal_transport is ignored: the internal transport certificate is an invariant of every
+    # plan (_plan.invariant_violations); EnforceAction.enforce warns when it is set to false.
     options = _plan.SmtpOptions(
         scope=args["scope"],
         exempt_thumbprints=frozenset(exempt),
-        exempt_internal_transport=args["exempt_internal_transport"],
         remove_untrusted=args["remove_untrusted"],
         pin_connectors=args["pin_connectors"],
     )
@@ -74,6 +75,10 @@ class EnforceAction(ActionBase):
             planner, options = self.planner(args)
         except _args.OptionError as exc:
             return dict(result, failed=True, msg=str(exc))
+        if args.get("exempt_internal_transport") is False:
+            self._display.deprecated("exempt_internal_transport is ignored: the internal transport certificate always keeps SMTP "
+                                     "(a plan that would change it is refused)", version="2.0.0",
+                                     collection_name="hybridmail.exchange")
         enforcer = _enforce.Enforcer(host=host, planner=planner, store=store, now=datetime.datetime.now(datetime.timezone.utc),
                                      min_key_bits=args["min_key_size"], session_load=args["exchange_session"], options=options,
                                      event_lookback_days=args["event_lookback_days"])

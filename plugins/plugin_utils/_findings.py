@@ -240,6 +240,12 @@ CHECKS = (
        "Internal transport certificate has expired", AUTO_FIX_NO,
        "The internal transport certificate is past its NotAfter date.",
        (HC_INTERNAL_TRANSPORT, NEW_CERTIFICATE), "Internal transport certificate expired"),
+    _c("HM313", "internal-transport-certificate-not-smtp", CRITICAL,
+       "Internal transport certificate is not enabled for SMTP", AUTO_FIX_NO,
+       "The certificate InternalTransportCertificateThumbprint names is not enabled for SMTP, or has no private key: "
+       "internal mail flow between Exchange servers breaks (what dropping SMTP from it, as KB 2888788's unbind step "
+       "would under the \"replace\" reading, leaves). Enforcement refuses every change until it is restored.",
+       (HC_INTERNAL_TRANSPORT, ENABLE_CERTIFICATE)),
     # -- what mail flow shows ------------------------------------------------------------------
     _c("HM401", "event-2004-untrusted-root", CRITICAL,
        "Event 2004: Exchange Online refused TLS (454 4.7.0 UntrustedRoot)", AUTO_FIX_NO,
@@ -1162,6 +1168,15 @@ def _check_internal_transport(server: _Server) -> list[Finding]:
             "HM311", CRITICAL,
             "Internal transport certificate %s is not on the server" % thumbprint if thumbprint else "No internal transport certificate is set",
             "server", {"internal_transport_certificate": thumbprint or None}, "Internal mail flow with this server breaks. " + recreate, False)]
+    if not server.usable(cert):
+        return [_finding(
+            "HM313", CRITICAL, "Internal transport certificate %s is not enabled for SMTP%s" % (
+                thumbprint, "" if "SMTP" not in (cert.get("services") or ()) else " with its private key"),
+            thumbprint, server.certificate_evidence(cert),
+            "Internal mail flow with this server breaks. Restore it: Enable-ExchangeCertificate -Thumbprint %s -Services SMTP "
+            "-Force (it stays the internal transport certificate), then Get-TransportService | fl InternalTransportCertificateThumbprint. "
+            "Never remove SMTP from the internal transport certificate. See %s" % (thumbprint, HC_INTERNAL_TRANSPORT)
+            if cert.get("has_private_key") is not False else "Internal mail flow with this server breaks. " + recreate, False)]
     if server.expired(cert):
         return [_finding(
             "HM312", CRITICAL, "Internal transport certificate %s expired on %s" % (thumbprint, cert.get("not_after")), thumbprint,

@@ -30,6 +30,13 @@ Send connectors are organisation-wide: pinning one from this server changes it f
 server. A pin step therefore names the other source servers, and the enforcer checks in the same
 round trip that each holds the very certificate pinned (same thumbprint, with its private key).
 
+The internal transport certificate and the Auth certificate are invariants, not special cases: the
+state a plan leaves (its steps played as Exchange runs them, under the "replace" reading, which is
+the worst case for SMTP) must keep SMTP on the internal transport certificate the plan intends and
+touch neither the Auth certificate nor a listed one; a plan that would not, or that is made while the
+internal transport certificate is unknown, is refused whole (`invariant_violations`). Breaking
+internal mail flow between Exchange servers is worse than any finding the plan would fix.
+
 A converged server plans no step, so that a second run changes nothing. A certificate that is
 `mitigated` counts as converged: dropping SMTP is tried while the certificate is exposed, not again
 afterwards (under the additive reading the attempt would only re-assert its other services).
@@ -139,7 +146,6 @@ class Plan:
 class SmtpOptions:
     scope: str = "hybrid"
     exempt_thumbprints: frozenset[str] = frozenset()
-    exempt_internal_transport: bool = True
     remove_untrusted: bool = False
     pin_connectors: bool = True
 
@@ -309,15 +315,17 @@ def _can_offer(assessment: ConnectorAssessment, certificate: _model.Certificate)
     return assessment.selected == certificate.thumbprint
 
 
-def exemptions(snapshot: _snapshot.ServerSnapshot, options: SmtpOptions) -> dict:
-    """thumbprint -> why nothing may touch it."""
+def exemptions(snapshot: _snapshot.ServerSnapshot, options: SmtpOptions, internal_transport: Iterable[str] | None = None) -> dict:
+    """thumbprint -> why nothing may touch it. internal_transport: the thumbprints protected as the
+    internal transport certificate (default: the current one; a plan that restores another protects both)."""
+    protected = {snapshot.internal_transport_thumbprint} if internal_transport is None else set(internal_transport)
     exempt = {}
     for certificate in snapshot.certificates:
         if _facts.is_auth_certificate(certificate):
             exempt[certificate.thumbprint] = AUTH_CERTIFICATE
         elif certificate.thumbprint in options.exempt_thumbprints:
             exempt[certificate.thumbprint] = LISTED
-        elif options.exempt_internal_transport and certificate.thumbprint == snapshot.internal_transport_thumbprint:
+        elif certificate.thumbprint in protected:
             exempt[certificate.thumbprint] = INTERNAL_TRANSPORT
     return exempt
 
@@ -330,10 +338,12 @@ def _faces_hybrid(snapshot: _snapshot.ServerSnapshot, connectors: Iterable[Cloud
         certificate in snapshot.certificates_named_by(name) for name in snapshot.hybrid_tls_names())
 
 
-def assess(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, options: SmtpOptions = SmtpOptions()) -> tuple:
-    """(certificate assessments, connector assessments) of the snapshot as it is."""
+def assess(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, options: SmtpOptions = SmtpOptions(),
+           internal_transport: Iterable[str] | None = None) -> tuple:
+    """(certificate assessments, connector assessments) of the snapshot as it is. internal_transport:
+    as for exemptions()."""
     connectors = tuple(assess_connector(snapshot, verdicts, c) for c in cloud_connectors(snapshot))
-    exempt = exemptions(snapshot, options)
+    exempt = exemptions(snapshot, options, internal_transport)
     certificates = []
     for certificate in snapshot.certificates:
         trusted = _trusted(verdicts, certificate)
@@ -488,9 +498,11 @@ def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping,
     # A certificate the user lists in exempt_thumbprints stays the internal transport certificate if it is.
     healed = (internal_transport_to_restore(snapshot, verdicts, connectors)
               if snapshot.internal_transport_thumbprint not in options.exempt_thumbprints else None)
-    # What the internal transport certificate must be after the steps.
+    # What the internal transport certificate must be after the steps; it and the current one are
+    # protected (a restore must not be followed by a step that drops SMTP from what it restored).
     itc = healed.thumbprint if healed is not None else snapshot.internal_transport_thumbprint
-    exempt = exemptions(snapshot, options)
+    protected = {snapshot.internal_transport_thumbprint, itc} - {None}
+    exempt = exemptions(snapshot, options, protected)
     smtp = _smtp_thumbprints(snapshot)  # grows with the certificates the plan enables
     steps, blockers, notes = [], [], []
 
@@ -508,21 +520,16 @@ def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping,
         smtp |= {chosen.thumbprint}
         steps.append(Step(ENABLE_SMTP, chosen.thumbprint, "no trusted certificate enabled for SMTP covers %s"
                           % " or ".join(connector.exchange_online_names), services=chosen.services | {SMTP}, force=True))
-    if healed is not None or (enabled and itc not in {c.thumbprint for c in enabled}):
-        previous = _certificate(snapshot, itc)
-        if previous is None:
-            blockers.append("%s: enabling SMTP with -Force replaces the internal transport certificate, and the current one (%s) "
-                            "cannot be restored because it is not on the server; fix internal transport first, nothing was changed"
-                            % (snapshot.host, itc or "unknown: Get-TransportService failed"))
-        else:
-            # Microsoft's own pattern, with the certificate's complete services so that the KB's
-            # "replace" reading cannot strip them.
-            why = ("enabling SMTP with -Force made %s the internal transport certificate; restore the previous one"
-                   % (enabled[-1].thumbprint if enabled else snapshot.internal_transport_thumbprint))
-            steps.append(Step(RESTORE_INTERNAL_TRANSPORT, itc, why, services=previous.services | {SMTP}, force=True))
+    previous = _certificate(snapshot, itc)
+    if previous is not None and (healed is not None or (enabled and itc not in {c.thumbprint for c in enabled})):
+        # Microsoft's own pattern, with the certificate's complete services so that the KB's
+        # "replace" reading cannot strip them. (Without `previous` the invariant refuses the plan.)
+        why = ("enabling SMTP with -Force made %s the internal transport certificate; restore the previous one"
+               % (enabled[-1].thumbprint if enabled else snapshot.internal_transport_thumbprint))
+        steps.append(Step(RESTORE_INTERNAL_TRANSPORT, itc, why, services=previous.services | {SMTP}, force=True))
 
     # 2. Connectors: repair broken pins, and pin those that could offer an untrusted certificate.
-    certificates = assess(snapshot, verdicts, options)[0]
+    certificates = assess(snapshot, verdicts, options, protected)[0]
     states = {a.thumbprint: a for a in certificates}
     untrusted_smtp = [c for c in snapshot.certificates if SMTP in c.services and not _trusted(verdicts, c)]
     pinned = {}
@@ -555,7 +562,8 @@ def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping,
     # 3. Untrusted certificates: drop SMTP while they are exposed; remove them when asked and safe.
     #    A pin can also take a certificate out of the hybrid-facing set (the old TlsCertificateName
     #    named it); under scope all it is then judged like any other, so judge it as the next run will.
-    after_pins = {a.thumbprint: a.state for a in assess(_with_pins(snapshot, pinned), verdicts, options)[0]} if pinned else {}
+    after_pins = ({a.thumbprint: a.state for a in assess(_with_pins(snapshot, pinned), verdicts, options, protected)[0]}
+                  if pinned else {})
     for certificate in snapshot.certificates:
         assessment = states[certificate.thumbprint]
         if after_pins.get(certificate.thumbprint) == NONCOMPLIANT:
@@ -578,6 +586,7 @@ def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping,
         # With pinning, the pin steps above already cover exempt certificates a connector could offer.
         notes.extend("%s (exempt: %s) can be offered to Exchange Online by %s" % (a.thumbprint, a.exempt, ", ".join(a.exposed_by))
                      for a in certificates if a.exempt and a.exposed_by)
+    blockers += invariant_violations(snapshot, steps, itc, exempt)
     # A blocked plan changes nothing, the internal transport certificate included.
     return _plan(steps, blockers, notes, snapshot.internal_transport_thumbprint if blockers else itc)
 
@@ -601,6 +610,7 @@ def plan_send_connector_tls(snapshot: _snapshot.ServerSnapshot, verdicts: Mappin
         step = _pin_step(snapshot, connector, chosen, why)
         if step is not None:
             steps.append(step)
+    blockers += invariant_violations(snapshot, steps, snapshot.internal_transport_thumbprint, exemptions(snapshot, SmtpOptions()))
     return _plan(steps, blockers, notes, snapshot.internal_transport_thumbprint)
 
 
@@ -609,15 +619,72 @@ def plan_send_connector_tls(snapshot: _snapshot.ServerSnapshot, verdicts: Mappin
 # ---------------------------------------------------------------------------------------------
 
 
-def intended_services(snapshot: _snapshot.ServerSnapshot, plan: Plan) -> dict:
-    """thumbprint -> the services the plan means each certificate to end with (absent: removed)."""
+def final_state(snapshot: _snapshot.ServerSnapshot, steps: Iterable[Step]) -> tuple[dict, str | None]:
+    """(thumbprint -> services, internal transport thumbprint) once the steps ran, played as Exchange
+    runs them under KB 2888788's "replace" reading, the worst case for SMTP (under the documented
+    additive reading services only grow): an Enable step leaves exactly the services it passes, and
+    with SMTP and -Force makes its certificate the internal transport certificate; a removal deletes it."""
     services = {c.thumbprint: frozenset(c.services) for c in snapshot.certificates}
-    for step in plan.steps:
+    internal_transport = snapshot.internal_transport_thumbprint
+    for step in _ordered(steps):
         if step.action == REMOVE_CERTIFICATE:
             services.pop(step.target, None)
         elif step.services is not None:
             services[step.target] = step.services
-    return services
+            if step.force and SMTP in step.services:
+                internal_transport = step.target
+    return services, internal_transport
+
+
+def invariant_violations(snapshot: _snapshot.ServerSnapshot, steps, internal_transport: str | None, exempt: Mapping) -> list:
+    """Why the steps must not run at all (empty: they may). internal_transport: the thumbprint the
+    internal transport certificate must have afterwards; exempt: exemptions() of the plan.
+
+    - the internal transport certificate must be known: a plan made without it cannot prove it keeps SMTP;
+    - afterwards it must be that certificate, still on the server and enabled for SMTP;
+    - no step but the restore of the internal transport certificate touches an exempt certificate
+      (the Auth certificate, a listed one, the internal transport certificate)."""
+    steps = tuple(steps)
+    if not steps:
+        return []
+    host = snapshot.host
+    if not internal_transport:
+        failure = next((f.message for f in snapshot.failures if f.call_id == "transport"), None)
+        why = ("Get-TransportService failed: %s" % failure if failure else
+               "InternalTransportCertificateThumbprint is empty" if snapshot.transport is not None else "Get-TransportService returned nothing")
+        return ["%s: the internal transport certificate is unknown (%s), so no change can be proved to keep it enabled for SMTP; "
+                "nothing was changed. Run again once Get-TransportService answers." % (host, why)]
+    problems = []
+    services, final_internal_transport = final_state(snapshot, steps)
+    current = _certificate(snapshot, internal_transport)
+    if current is None:
+        problems.append("%s: the internal transport certificate %s is not on the server, so it cannot be restored or kept enabled "
+                        "for SMTP (HM311); fix internal transport first, nothing was changed" % (host, internal_transport))
+    elif SMTP not in current.services:
+        # Giving it SMTP back is the admin's decision: it may be a certificate that must not face
+        # Exchange Online, and Exchange may have a reason the collection cannot see.
+        problems.append("%s: the internal transport certificate %s is not enabled for SMTP, so internal mail flow is already broken "
+                        "(HM313); restore it first (Enable-ExchangeCertificate -Thumbprint %s -Services SMTP -Force), nothing was "
+                        "changed" % (host, internal_transport, internal_transport))
+    elif internal_transport not in services:
+        problems.append("%s: the plan would remove the internal transport certificate %s; it was refused whole, nothing was changed"
+                        % (host, internal_transport))
+    elif SMTP not in services[internal_transport]:
+        problems.append("%s: the plan would leave the internal transport certificate %s without SMTP and break internal mail flow; "
+                        "it was refused whole, nothing was changed" % (host, internal_transport))
+    if current is not None and final_internal_transport != internal_transport:
+        problems.append("%s: the plan would leave %s as the internal transport certificate instead of %s (enabling SMTP with -Force "
+                        "replaces it); it was refused whole, nothing was changed" % (host, final_internal_transport, internal_transport))
+    for step in steps:
+        if step.target in exempt and not (step.action == RESTORE_INTERNAL_TRANSPORT and step.target == internal_transport):
+            problems.append("%s: the plan would %s, which is exempt (%s); it was refused whole, nothing was changed"
+                            % (host, step.describe(), exempt[step.target]))
+    return problems
+
+
+def intended_services(snapshot: _snapshot.ServerSnapshot, plan: Plan) -> dict:
+    """thumbprint -> the services the plan means each certificate to end with (absent: removed)."""
+    return final_state(snapshot, plan.steps)[0]
 
 
 def intended_tls_names(plan: Plan) -> dict:

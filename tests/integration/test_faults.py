@@ -388,7 +388,7 @@ def test_a_failed_restore_of_the_internal_transport_certificate_is_healed_by_the
     assert error.startswith("ex02: step 2 of 2 (restore %s as the internal transport certificate (services: IMAP, POP, IIS, SMTP)) "
                             "failed: Microsoft.Exchange.Data.Directory.ADTransientException: " % original), error
     assert "Applied: step 1 (enable SMTP on %s (services: IIS, SMTP))." % public in error
-    assert ("ex02: InternalTransportCertificateThumbprint is %s, it was %s. Restore it: Enable-ExchangeCertificate "
+    assert ("ex02: InternalTransportCertificateThumbprint is %s, it must be %s. Restore it: Enable-ExchangeCertificate "
             "-Thumbprint %s -Services SMTP -Force" % (public, original, original)) in error
     assert [m["result"] for m in after_faults["EX02"]["mutations"]] == ["ok", "error"]
     assert after_faults["EX02"]["internal_transport_certificate"] == public  # what the lab fault did

@@ -62,9 +62,11 @@ def test_the_mutating_request_has_guards_then_steps_then_the_audit_reads():
     request = engine.enforcement_request(planned)
     assert request["read_only"] is False
     ids = [call["id"] for call in request["calls"]]
-    assert ids[:5] == ["guard_certificates", "guard_connector2", "step1", "guard_step2_source1", "step2"]
-    assert ids[5:] == [call["id"] for call in engine.audit_request()["calls"]]
-    guard_certificates, guard_connector, drop, guard_sibling, pin = request["calls"][:5]
+    # Every plan guards the internal transport certificate it must leave enabled for SMTP (issue 16).
+    assert ids[:6] == ["guard_certificates", "guard_transport", "guard_connector2", "step1", "guard_step2_source1", "step2"]
+    assert ids[6:] == [call["id"] for call in engine.audit_request()["calls"]]
+    guard_certificates, guard_transport, guard_connector, drop, guard_sibling, pin = request["calls"][:6]
+    assert guard_transport["expect"] == [{"InternalTransportCertificateThumbprint": fleet.servers["EX02"].internal_transport_thumbprint}]
     assert {row["Thumbprint"] for row in guard_certificates["expect"]} == set(fleet.servers["EX02"].certificates)
     assert guard_connector["cmdlet"] == "Get-SendConnector" and guard_connector["expect"] == [{"Identity": SEND_CONNECTOR}]
     # The connector is EX01's too: EX01 must hold the certificate it gets pinned to.

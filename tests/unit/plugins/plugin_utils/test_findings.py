@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import copy
 import datetime
 import json
@@ -197,6 +199,14 @@ def s_internal_expired():
     return server
 
 
+def s_internal_without_smtp():
+    # What the probe of issue 16 left: SMTP dropped from the self-signed internal transport certificate.
+    server = world.healthy()
+    index = next(n for n, item in enumerate(server.certificates) if item.issued.thumbprint == server.internal_transport)
+    server.certificates[index] = dataclasses.replace(server.certificates[index], services="IMAP, POP, IIS")
+    return server
+
+
 def s_events_only():
     server = world.healthy()
     server.events = [world.event_2004(world.UNTRUSTED_ROOT_TEXT)]
@@ -249,6 +259,7 @@ TRIGGERS = {
     "HM307": s_exchange_status,
     "HM311": s_internal_missing,
     "HM312": s_internal_expired,
+    "HM313": s_internal_without_smtp,
     "HM401": s_kb2888788,
     "HM402": s_kb2888788,
     "HM403": s_tls_disabled,
@@ -653,6 +664,13 @@ def test_internal_transport_certificate_unknown_when_transport_cannot_be_read():
                                     "message": "The operation couldn't be performed because object 'EX01' couldn't be found.",
                                     "fqid": "x"}
     assert ids(findings_of(server)) == {"HM901"}
+
+
+def test_internal_transport_certificate_without_smtp_is_critical_and_says_how_to_restore_it():
+    finding = only(findings_of(s_internal_without_smtp()), "HM313")
+    assert finding.severity == "critical" and not finding.auto_fix
+    assert "Enable-ExchangeCertificate -Thumbprint %s -Services SMTP -Force" % finding.subject in finding.remediation
+    assert "HM313" not in ids(findings_of(world.healthy()))
 
 
 def test_internal_transport_certificate_expired():

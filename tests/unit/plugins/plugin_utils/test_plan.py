@@ -121,16 +121,27 @@ EXCHANGE = ("exchange", "IMAP, POP, IIS, SMTP")
 AUTH = ("auth", "SMTP")
 
 
-def snapshot(*certs, itc="exchange", send=None, receive=None, hybrid=None) -> _snapshot.ServerSnapshot:
+TRANSPORT_READ_FAILED = _snapshot.CallFailure(
+    "transport", "Get-TransportService",
+    "ADTransientException: ReadError: Active Directory server dc01.contoso.com is not available. [Get-TransportService]")
+
+
+def snapshot(*certs, itc="exchange", send=None, receive=None, hybrid=None, exchange=EXCHANGE[1]) -> _snapshot.ServerSnapshot:
     """certs: (id, services) or (id, services, has_private_key); the Exchange self-signed and Auth
-    certificates are always there, as on a real Mailbox server."""
-    records = tuple(certificate(*spec) for spec in (EXCHANGE, AUTH) + certs)
+    certificates are always there, as on a real Mailbox server (exchange: the self-signed one's
+    services). itc: the internal transport certificate's id, None for an empty
+    InternalTransportCertificateThumbprint, TRANSPORT_READ_FAILED for a failed Get-TransportService."""
+    records = tuple(certificate(*spec) for spec in (("exchange", exchange), AUTH) + certs)
+    if itc is TRANSPORT_READ_FAILED:
+        transport, failures = None, (TRANSPORT_READ_FAILED,)
+    else:
+        transport, failures = _model.TransportService(SERVER, thumbprint(itc) if itc else None), ()
     return _snapshot.ServerSnapshot(
         host=SERVER, computer_name=SERVER, powershell="5.1",
         server=_model.ExchangeServer(SERVER, SERVER_FQDN, None, frozenset({"Mailbox"}), None, False, None),
-        transport=_model.TransportService(SERVER, thumbprint(itc) if itc else None),
+        transport=transport,
         certificates=records, chains=(), send_connectors=(send or send_connector(),),
-        receive_connectors=(receive,) if receive else (), hybrid=hybrid, events=None, queues=(), tls=None, failures=(),
+        receive_connectors=(receive,) if receive else (), hybrid=hybrid, events=None, queues=(), tls=None, failures=failures,
     )
 
 
@@ -201,7 +212,8 @@ def apply_plan(server: _snapshot.ServerSnapshot, steps: _plan.Plan, behavior: st
         else:
             raise AssertionError("unexpected cmdlet %s" % call["cmdlet"])
     return dataclasses.replace(
-        server, certificates=tuple(certificates.values()), transport=_model.TransportService(SERVER, internal),
+        server, certificates=tuple(certificates.values()),
+        transport=_model.TransportService(SERVER, internal) if server.transport is not None else None,
         send_connectors=tuple(send.values()), receive_connectors=tuple(receive.values()))
 
 
@@ -282,19 +294,75 @@ def test_the_internal_transport_certificate_that_is_not_installed_blocks_enablin
 
 def test_the_auth_certificate_is_never_touched_even_in_scope_all():
     server = snapshot(("public", "IIS, SMTP"))
-    result = plan(server, scope="all", exempt_internal_transport=False, remove_untrusted=True)
+    result = plan(server, scope="all", remove_untrusted=True)
     assert thumbprint("auth") not in {step.target for step in result.steps}
     assert states(server, scope="all")[thumbprint("auth")] == _plan.EXEMPT
 
 
-def test_the_internal_transport_certificate_can_be_made_subject_to_the_policy():
-    # Without its own Fqdn the connector presents the server FQDN, which the self-signed certificate covers.
+def test_the_internal_transport_certificate_is_never_subject_to_the_policy():
+    # Without its own Fqdn the connector presents the server FQDN, which the self-signed certificate
+    # covers: pinning the connector is the fix; SMTP stays on the internal transport certificate.
     server = snapshot(("public_both", "IIS, SMTP"), send=send_connector(fqdn=None))
-    assert actions(plan(server)) == [(_plan.PIN_CONNECTOR, SEND_CONNECTOR)]
-    result = plan(server, exempt_internal_transport=False, remove_untrusted=True)
-    assert actions(result) == [(_plan.DROP_SMTP, thumbprint("exchange")), (_plan.PIN_CONNECTOR, SEND_CONNECTOR)]
-    assert result.steps[0].services == {"IMAP", "POP", "IIS"}
-    assert any("it is the internal transport certificate" in note for note in result.notes)
+    for result in (plan(server), plan(server, remove_untrusted=True, scope="all")):
+        assert actions(result) == [(_plan.PIN_CONNECTOR, SEND_CONNECTOR)]
+    assert states(server)[thumbprint("exchange")] == _plan.EXEMPT
+
+
+# ---------------------------------------------------------------------------------------------
+# The internal transport certificate: an invariant of every plan
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("behavior", ["additive", "replace"])
+def test_a_public_internal_transport_certificate_is_healed_without_dropping_smtp_from_the_one_restored(behavior):
+    # What an earlier Enable-ExchangeCertificate -Force leaves: the trusted public certificate is the
+    # internal transport certificate. The plan restores the self-signed one, which the unpinned
+    # "Default Frontend" connector could offer for the server FQDN; it must pin, never drop SMTP from it
+    # (the probe of issue 16: Enable <self-signed> "IMAP, POP, SMTP" -Force, then "IMAP, POP").
+    server = snapshot(("public_both", "IIS, SMTP"), itc="public_both", receive=receive_connector(),
+                      hybrid=hybrid_configuration(tls_name("public_both")))
+    result = plan(server)
+    assert not result.blocked
+    assert (_plan.DROP_SMTP, thumbprint("exchange")) not in actions(result)
+    assert actions(result)[0] == (_plan.RESTORE_INTERNAL_TRANSPORT, thumbprint("exchange"))
+    after = apply_plan(server, result, behavior)
+    assert after.internal_transport_thumbprint == thumbprint("exchange")
+    assert "SMTP" in next(c for c in after.certificates if c.thumbprint == thumbprint("exchange")).services
+    assert plan(after).steps == ()
+
+
+def test_a_plan_made_while_get_transportservice_failed_is_refused_whole():
+    # KB 2888788 on a server whose Get-TransportService read failed: the self-signed certificate is the
+    # internal transport certificate, but nothing says so; dropping SMTP from untrusted certificates
+    # could strip it (the probe of issue 16).
+    server = snapshot(("public_both", "IIS, SMTP"), ("internal", "IMAP, POP, SMTP"), itc=TRANSPORT_READ_FAILED,
+                      send=send_connector(fqdn=None), exchange="IMAP, POP, SMTP")
+    known = plan(dataclasses.replace(server, transport=_model.TransportService(SERVER, None), failures=()))
+    assert known.blocked and "InternalTransportCertificateThumbprint is empty" in known.blockers[0]
+    result = plan(server)
+    assert result.blocked and result.steps == ()
+    assert result.blockers[0].startswith("EX01: the internal transport certificate is unknown (Get-TransportService failed: ")
+    assert "Active Directory server" in result.blockers[0] and "nothing was changed" in result.blockers[0]
+    assert pins(server).blocked
+
+
+def test_an_internal_transport_certificate_without_smtp_refuses_every_change():
+    server = snapshot(("public", "IIS, SMTP"), ("internal", "IMAP, POP, SMTP"), exchange="IMAP, POP, IIS")
+    result = plan(server)
+    assert result.blocked and "is not enabled for SMTP, so internal mail flow is already broken" in result.blockers[0]
+
+
+def test_the_final_state_of_a_plan_is_checked_against_the_invariants():
+    server = snapshot(("public", "IIS, SMTP"))
+    exchange = thumbprint("exchange")
+    exempt = _plan.exemptions(server, _plan.SmtpOptions())
+    drop = _plan.Step(_plan.DROP_SMTP, exchange, "test", services=frozenset({"IMAP", "POP"}))
+    enable = _plan.Step(_plan.ENABLE_SMTP, thumbprint("public"), "test", services=frozenset({"IIS", "SMTP"}), force=True)
+    remove = _plan.Step(_plan.REMOVE_CERTIFICATE, thumbprint("auth"), "test")
+    assert _plan.invariant_violations(server, (), exchange, exempt) == []
+    assert "without SMTP" in " ".join(_plan.invariant_violations(server, [drop], exchange, exempt))
+    assert "as the internal transport certificate instead of" in _plan.invariant_violations(server, [enable], exchange, exempt)[0]
+    assert "exempt (auth_certificate)" in _plan.invariant_violations(server, [remove], exchange, exempt)[0]
 
 
 def test_listed_thumbprints_are_exempt():
@@ -438,19 +506,21 @@ def servers(draw):
     ids = draw(st.lists(st.sampled_from(POOL_IDS), unique=True, max_size=5))
     certs = [(cert_id, draw(SERVICE_SETS), draw(st.sampled_from([True, True, True, False]))) for cert_id in ids]
     with_smtp = [cert_id for cert_id, services, key in certs if "SMTP" in services and key]
-    itc = draw(st.sampled_from(["exchange"] + with_smtp))
+    # Also what optional reads and earlier runs can leave: Get-TransportService failed, an empty or a
+    # missing internal transport certificate, one without SMTP (the self-signed one's services vary).
+    itc = draw(st.sampled_from(["exchange", "exchange", None, TRANSPORT_READ_FAILED, "public_server"] + with_smtp + ids))
     send = send_connector(draw(TLS_NAMES), draw(st.sampled_from([MAIL, None])))
     receive = draw(st.one_of(st.none(), TLS_NAMES.map(receive_connector)))
     hybrid = draw(st.one_of(st.none(), TLS_NAMES.map(hybrid_configuration)))
-    return snapshot(*certs, itc=itc, send=send, receive=receive, hybrid=hybrid)
+    exchange = draw(st.sampled_from([EXCHANGE[1], EXCHANGE[1], "IMAP, POP, SMTP", "IMAP, POP, IIS"]))
+    return snapshot(*certs, itc=itc, send=send, receive=receive, hybrid=hybrid, exchange=exchange)
 
 
 @st.composite
 def options(draw, server):
     exempt = draw(st.sets(st.sampled_from([c.thumbprint for c in server.certificates])))
     return _plan.SmtpOptions(scope=draw(st.sampled_from(_plan.SCOPES)), exempt_thumbprints=frozenset(exempt),
-                             exempt_internal_transport=draw(st.booleans()), remove_untrusted=draw(st.booleans()),
-                             pin_connectors=draw(st.booleans()))
+                             remove_untrusted=draw(st.booleans()), pin_connectors=draw(st.booleans()))
 
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -496,6 +566,27 @@ def test_exempt_certificates_are_never_touched(data, behavior):
         # failed restore) gives way to the server's own self-signed certificate.
         expected = healed.thumbprint
     assert apply_plan(server, result, behavior).internal_transport_thumbprint == expected == result.internal_transport_thumbprint
+
+
+@PROPERTY_SETTINGS
+@given(data=st.data(), behavior=st.sampled_from(["additive", "replace"]))
+def test_the_internal_transport_certificate_keeps_smtp_whatever_the_plan(data, behavior):
+    # Issue 16's invariant, over servers whose optional reads may be missing: a plan either changes
+    # nothing, or leaves the internal transport certificate it intends on the server, enabled for SMTP,
+    # under both readings of Enable-ExchangeCertificate; and none runs while that certificate is unknown.
+    server = data.draw(servers())
+    chosen = data.draw(options(server))
+    for result in (_plan.plan_smtp_certificate(server, verdicts_of(server), chosen), pins(server, data.draw(st.booleans()))):
+        if not result.steps:
+            continue
+        assert server.internal_transport_thumbprint, [step.describe() for step in result.steps]
+        after = apply_plan(server, result, behavior)
+        assert after.internal_transport_thumbprint == result.internal_transport_thumbprint
+        itc = next(c for c in after.certificates if c.thumbprint == after.internal_transport_thumbprint)
+        assert "SMTP" in itc.services, [step.describe() for step in result.steps]
+        assert _plan.invariant_violations(server, result.steps, result.internal_transport_thumbprint,
+                                          _plan.exemptions(server, chosen, {server.internal_transport_thumbprint,
+                                                                            result.internal_transport_thumbprint})) == []
 
 
 @PROPERTY_SETTINGS
