@@ -44,20 +44,23 @@ def test_ansible_builder_creates_a_build_context_that_installs_the_collection_an
 
     # The definition names this version of the collection and the repository's requirement files.
     assert definition["version"] == 3
-    assert definition["dependencies"]["python"] == "requirements.txt"
+    assert definition["dependencies"]["python"] == "requirements-ee.txt"
     assert definition["dependencies"]["system"] == "bindep.txt"
     assert definition["dependencies"]["galaxy"]["collections"] == [{"name": "collections/" + tarball, "type": "file"}]
     assert "ansible-core>=2.19,<2.20" == definition["dependencies"]["ansible_core"]["package_pip"]
 
     work = tmp_path / "ee"
     work.mkdir()
-    for name in ("execution-environment.yml", "requirements.txt", "bindep.txt"):
+    for name in ("execution-environment.yml", "requirements-ee.txt", "bindep.txt"):
         shutil.copy(os.path.join(REPO_ROOT, name), work / name)
     run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--output-path", str(work / "build" / "ee")], REPO_ROOT)
     with tarfile.open(work / "build" / "ee" / tarball) as archive:
         members = archive.getnames()
     assert "roles/hybrid_readiness/tasks/main.yml" in members and "plugins/plugin_utils/runner.ps1" in members
     assert not [m for m in members if m.split("/")[0] in (".hypothesis", ".pytest_cache", "build", ".venv", ".git")]
+    # The development tree is not what users install (issue 14): no lab, tests, tools, molecule, lock files.
+    assert not [m for m in members if m.split("/")[0] in ("tests", "tools", "benchmarks", "extensions", ".ci")
+                or m in ("Makefile", "requirements-dev.lock", "requirements-dev.in", "pytest.ini")], members
 
     context = tmp_path / "context"
     completed = run([os.path.join(BIN, "ansible-builder"), "create", "--file", str(work / "execution-environment.yml"),
@@ -75,8 +78,12 @@ def test_ansible_builder_creates_a_build_context_that_installs_the_collection_an
     assert (build / "collections" / tarball).is_file()
     assert yaml.safe_load((build / "requirements.yml").read_text(encoding="utf-8")) == definition["dependencies"]["galaxy"]
     # ...and the builder stage resolves the Python and system requirements with it.
-    assert "--user-pip=requirements.txt --user-bindep=bindep.txt" in containerfile
+    assert "--user-pip=requirements.txt --user-bindep=bindep.txt" in containerfile  # ansible-builder's names in _build
     assert "COPY --from=galaxy /usr/share/ansible /usr/share/ansible" in containerfile
     assert requirement_names(build / "requirements.txt") == requirement_names(os.path.join(REPO_ROOT, "requirements.txt"))
     assert {"pywinrm", "certifi"} <= set(requirement_names(build / "requirements.txt"))
+    # Kerberos, the README's main example, is in the image: pywinrm's extra and krb5 for every platform.
+    assert "pywinrm[kerberos]" in (build / "requirements.txt").read_text(encoding="utf-8")
+    bindep = (build / "bindep.txt").read_text(encoding="utf-8")
+    assert "krb5-workstation [platform:rpm]" in bindep and "krb5-devel [platform:rpm]" in bindep
     assert (build / "bindep.txt").read_text(encoding="utf-8") == open(os.path.join(REPO_ROOT, "bindep.txt"), encoding="utf-8").read()
