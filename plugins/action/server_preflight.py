@@ -77,6 +77,8 @@ class ActionModule(ActionBase):
             today = datetime.datetime.now(datetime.timezone.utc).date()
             outcome = _preflight.evaluate(response, rbac_user, today, tuple(args["required_for"]))
         round_trip_s = round(time.monotonic() - started, 3)
+        for check in outcome["checks"]:  # a server's error text could echo what it was sent
+            check["detail"] = _preflight.redact(check["detail"], secrets)
 
         runner = (response or {}).get("runner") or {}
         timings = {"round_trip_s": round_trip_s, "runner_elapsed_ms": runner.get("elapsed_ms"), "load_ms": runner.get("load_ms")}
