@@ -17,6 +17,9 @@ The collection never relies on this table: it asks the server.
 Edge Transport servers "don't use Role Based Access Control (RBAC)" (Exchange 2013 help, "Mail flow
 permissions"): their shell has no RBAC cmdlets, so both answer CommandNotFoundException there.
 
+The lab reports RBAC; it does not enforce it on the other cmdlets (a remote PowerShell session holds only
+the cmdlets of the user's roles; whether a snap-in session enforces RBAC is not modelled).
+
 Fleet field (organization.rbac, overridden key by key by a server's rbac):
     rbac: {role_groups: [Organization Management], missing_roles: [Send Connectors]}
 The session user - whatever identity -RoleAssignee names - is a member of role_groups (default

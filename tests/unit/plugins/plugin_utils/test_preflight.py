@@ -284,3 +284,24 @@ def test_snapshot_request_helpers_are_shared():
     """The preflight reads certificates with the audit's properties, so _model parses them the same way."""
     certificates = next(c for c in _preflight.calls(USER) if c["id"] == "certificates")
     assert certificates["properties"] == list(_snapshot.CERTIFICATE_PROPERTIES)
+
+
+@pytest.mark.parametrize("rbac, message", [
+    ({"missing_roles": ["No Such Role"]}, "unknown roles No Such Role"),
+    ({"role_groups": ["Domain Admins"]}, "unknown role groups Domain Admins"),
+    ({"members": []}, "a mapping with role_groups and missing_roles"),
+])
+def test_lab_rbac_fleet_field_is_checked(rbac, message):
+    from tests.lab.exchange.fleet import FleetError
+
+    with pytest.raises(FleetError, match=message):
+        Fleet.from_dict({"servers": [{"name": "EX01", "rbac": rbac}]})
+
+
+def test_lab_server_management_role_group_cannot_set_send_connectors():
+    fleet = Fleet.from_dict({"organization": {"rbac": {"role_groups": ["Server Management"]}}, "servers": [{"name": "EX01"}]})
+    result = _preflight.evaluate(fleet.servers["EX01"].handle_request(_preflight.request(USER)), USER, TODAY)
+    assert statuses(result)["rbac_enforce"] == "failed"
+    assert "Set-SendConnector" in details(result)["rbac_enforce"]
+    assert "Enable-ExchangeCertificate" not in details(result)["rbac_enforce"]
+    assert statuses(result)["rbac_audit"] == "failed"  # no View-Only Configuration: Get-SendConnector, Get-HybridConfiguration
