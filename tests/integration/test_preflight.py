@@ -152,14 +152,19 @@ def test_diagnostics_are_written_on_a_surprise_only_and_hold_no_secret(preflight
 
 def test_garbled_output_and_a_closed_event_log_are_told_apart(tmp_path):
     """A garbled result line fails the host in one line and leaves a diagnostics file; an Application log
-    the user may not read is a warning only (the audit then lacks Event 2004 evidence)."""
+    the user may not read is a warning only (the audit then lacks Event 2004 evidence); check mode works."""
     report_dir = tmp_path / "reports"
     with running_lab(FLEET, tmp_path=tmp_path) as lab:
         lab.fault("EX01", "garble", times=1)
         lab.fault("EX13", "cmdlet", cmdlet="Get-WinEvent", message="Attempted to perform an unauthorized operation.", times=1)
         completed = run_playbook([PLAYBOOK, "--limit", "ex01,ex13", "-e", "preflight_report_dir=%s" % report_dir],
                                  lab.inventory)
+        # The faults were for one command each; in check mode the same server passes, and nothing changes.
+        checked = run_playbook([PLAYBOOK, "--check", "--limit", "ex01", "-e", "preflight_report_dir=%s" % (tmp_path / "check")],
+                               lab.inventory)
         status = lab.status()["servers"]
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert json.loads((tmp_path / "check" / "ex01.json").read_text(encoding="utf-8"))["ready_for"] == {"audit": True, "enforce": True}
     output = completed.stdout + completed.stderr
     fatal = {m["host"]: json.loads(m["result"]) for m in map(_FATAL.match, completed.stdout.splitlines()) if m}
     assert sorted(fatal) == ["ex01"], output
