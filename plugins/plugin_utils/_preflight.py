@@ -489,8 +489,8 @@ def judge(result: dict, fail_on_warning: bool = False) -> list:
 
 def failure_message(host: str, failing: list) -> str:
     """One line naming the host and the failed checks."""
-    return _one_line("%s: preflight failed: %s" % (host, "; ".join("%s (%s): %s" % (c["name"], c["status"], c["detail"])
-                                                                    for c in failing)))
+    named = "; ".join("%s (%s): %s" % (c["name"], c["status"], c["detail"]) for c in failing)
+    return _one_line("%s: preflight failed: %s" % (host, named))
 
 
 def table_lines(host: str, checks: list, host_width: int = 14, name_width: int = 16) -> list:
@@ -590,4 +590,3 @@ def write_report(directory: str, host: str, document: dict) -> str:
 def is_surprise(result: dict) -> bool:
     """Whether a diagnostics file is due: a failed check (a runner error is one)."""
     return any(c["status"] == FAILED for c in result["checks"])
-

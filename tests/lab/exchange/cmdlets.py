@@ -506,4 +506,5 @@ def get_hybridmail_tls_state(ctx, args):
     ]
 
 
-from tests.lab.exchange import rbac  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import - registers the RBAC cmdlets
+# Registers Get-ManagementRole and Get-ManagementRoleAssignment (rbac.py uses the decorator above).
+from tests.lab.exchange import rbac  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
