@@ -61,7 +61,7 @@ class ActionModule(ActionBase):
             response = _transport.run_request(self._connection, request, host)
         except _transport.RequestFailed as exc:
             error = {"type": exc.error_type, "message": exc.error_message}
-            name = "language_mode" if exc.error_type == _preflight.LANGUAGE_MODE_ERROR else "runner"
+            name = {_preflight.LANGUAGE_MODE_ERROR: "language_mode", "SessionLoadFailed": "cmdlet_loading"}.get(exc.error_type, "runner")
             outcome = _preflight.failure_result(exc.error_type, str(exc), name)
         except _transport.RunnerOutputError as exc:
             error = {"type": type(exc).__name__, "message": exc.detail, "rc": exc.rc,

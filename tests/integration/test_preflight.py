@@ -16,7 +16,7 @@ import secrets
 
 import pytest
 
-from tests.integration.playbook_runs import run_playbook
+from tests.integration.playbook_runs import run_playbook, write_fleet
 from tests.lab.__main__ import DEFAULT_USER
 from tests.lab.testing import REPO_ROOT, running_lab
 
@@ -162,8 +162,15 @@ def test_garbled_output_and_a_closed_event_log_are_told_apart(tmp_path):
         # The faults were for one command each; in check mode the same server passes, and nothing changes.
         checked = run_playbook([PLAYBOOK, "--check", "--limit", "ex01", "-e", "preflight_report_dir=%s" % (tmp_path / "check")],
                                lab.inventory)
+        # A read-only audit account: the role EX02 lacks for enforcement is only a warning.
+        audit_only = run_playbook([PLAYBOOK, "--limit", "ex02", "-e", '{"preflight_required_for": ["audit"]}',
+                                   "-e", "preflight_report_dir=%s" % (tmp_path / "audit-only")], lab.inventory)
         status = lab.status()["servers"]
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert audit_only.returncode == 0, audit_only.stdout + audit_only.stderr
+    ex02 = json.loads((tmp_path / "audit-only" / "ex02.json").read_text(encoding="utf-8"))
+    assert ex02["ready_for"] == {"audit": True, "enforce": False}
+    assert next(c for c in ex02["checks"] if c["name"] == "rbac_enforce")["status"] == "warning"
     assert json.loads((tmp_path / "check" / "ex01.json").read_text(encoding="utf-8"))["ready_for"] == {"audit": True, "enforce": True}
     output = completed.stdout + completed.stderr
     fatal = {m["host"]: json.loads(m["result"]) for m in map(_FATAL.match, completed.stdout.splitlines()) if m}
@@ -175,3 +182,16 @@ def test_garbled_output_and_a_closed_event_log_are_told_apart(tmp_path):
     log = next(c for c in ex13["checks"] if c["name"] == "application_log")
     assert log["status"] == "warning" and "unauthorized operation" in log["detail"]
     assert all(server["mutations"] == [] for server in status.values())
+
+
+def test_exchange_cmdlets_that_cannot_be_loaded_fail_in_one_line(tmp_path):
+    fleet = write_fleet(tmp_path / "fleet.yml", {"servers": [{"name": "EX01", "session": {
+        "load_error": "The Windows PowerShell snap-in 'Microsoft.Exchange.Management.PowerShell.SnapIn' is not installed on this computer."}}]})
+    with running_lab(fleet, tmp_path=tmp_path) as lab:
+        completed = run_playbook([PLAYBOOK, "-e", "preflight_report_dir=%s" % (tmp_path / "reports")], lab.inventory)
+    fatal = {m["host"]: json.loads(m["result"]) for m in map(_FATAL.match, completed.stdout.splitlines()) if m}
+    assert fatal["ex01"]["msg"] == (
+        "ex01: preflight failed: cmdlet_loading (failed): ex01: SessionLoadFailed: The Windows PowerShell snap-in "
+        "'Microsoft.Exchange.Management.PowerShell.SnapIn' is not installed on this computer."), completed.stdout
+    assert fatal["ex01"]["ready_for"] == {"audit": False, "enforce": False}
+    assert os.path.exists(fatal["ex01"]["diagnostics"])
