@@ -31,6 +31,8 @@ EXCHANGE_CMDLETS = (
     "Get-ReceiveConnector",
     "Get-HybridConfiguration",
     "Get-Queue",
+    "Get-ManagementRole",
+    "Get-ManagementRoleAssignment",
     "Enable-ExchangeCertificate",
     "Remove-ExchangeCertificate",
     "Set-SendConnector",

@@ -31,6 +31,8 @@ $AllowedCmdlets = @(
     'Get-ReceiveConnector',
     'Get-HybridConfiguration',
     'Get-Queue',
+    'Get-ManagementRole',
+    'Get-ManagementRoleAssignment',
     'Enable-ExchangeCertificate',
     'Remove-ExchangeCertificate',
     'Set-SendConnector',

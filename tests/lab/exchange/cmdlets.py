@@ -504,3 +504,7 @@ def get_hybridmail_tls_state(ctx, args):
             "StrongCryptoNet4": tls.strong_crypto_net4,
         }
     ]
+
+
+# Registers Get-ManagementRole and Get-ManagementRoleAssignment (rbac.py uses the decorator above).
+from tests.lab.exchange import rbac  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import

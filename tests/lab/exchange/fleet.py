@@ -14,7 +14,7 @@ from collections import OrderedDict
 import yaml
 
 from tests.lab import pki
-from tests.lab.exchange import mailflow
+from tests.lab.exchange import mailflow, rbac
 from tests.lab.exchange import services as svc
 from tests.lab.exchange import texts
 from tests.lab.exchange.model import (
@@ -352,6 +352,10 @@ class _Builder:
             session=entry.get("session"),
             initial_messages=int((entry.get("queue") or {}).get("messages", 0)),
         )
+        try:
+            server.rbac = rbac.settings((self.data.get("organization") or {}).get("rbac"), entry.get("rbac"), where)
+        except rbac.RbacError as exc:
+            raise FleetError(str(exc)) from None
         self.install_exchange_certificates(server, entry, auth_certificate, where)
         installed_issuers = self.install_certificates(server, entry, authorities, where)
         self.fill_ca_stores(server, entry, authorities, installed_issuers, where)
