@@ -149,10 +149,11 @@ def decode_content(content: str) -> bytes:
         raise PfxError([(UNREADABLE, "pfx_content is not base64")]) from None
 
 
-def inspect(data: bytes, password: str | None, *, store: _trust.TrustStore, names: Sequence[str],
+def inspect(data: bytes, password: str | None, *, store: _trust.TrustStore, names: Sequence[str] | None,
             now: datetime.datetime, min_key_bits: int = 2048) -> Pfx:
     """The PFX if it may be imported for names (the hybrid FQDNs it is meant for); else PfxError with
-    every problem and, when the file could be opened, its facts."""
+    every problem and, when the file could be opened, its facts. names None: judged for its own names
+    (the caller checks them against the server's names after the audit)."""
     leaf, key, cas = open_pfx(data, password)
     der = leaf.public_bytes(Encoding.DER)
     certificate = _model.Certificate.from_object({
@@ -170,6 +171,8 @@ def inspect(data: bytes, password: str | None, *, store: _trust.TrustStore, name
                                          "(export it again with its private key)"))
     elif _public_der(key) != _public_der(leaf):
         problems.append((KEY_MISMATCH, "the PFX's private key does not belong to its certificate"))
+    if names is None:
+        names = facts["names"] or ["localhost"]
     names = [name for name in names if name]
     if not names:
         raise ValueError("names must hold at least one hybrid FQDN")
