@@ -138,7 +138,7 @@ class ActionModule(ActionBase):
             password = args["pfx_password"]
             rollout = _rollout.plan_present(
                 before, pfx, options, {"__hybridmail": "bytes", "value": base64.b64encode(data).decode("ascii")},
-                {"__hybridmail": "secure_string", "value": password} if password else None)
+                {"__hybridmail": "secure_string", "value": password} if password else None, verdicts)
             watched = [pfx.thumbprint]
             final = _rollout.final_services(before, pfx.thumbprint, options.services)
         elif options.state == _rollout.ABSENT:

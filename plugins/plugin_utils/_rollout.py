@@ -172,7 +172,7 @@ def _named(name: str | None, certificate: _model.Certificate) -> bool:
 
 
 def plan_present(snapshot: _snapshot.ServerSnapshot, pfx: _pfx.Pfx, options: Options, pfx_value: dict,
-                 password_value: dict | None) -> Rollout:
+                 password_value: dict | None, verdicts: Mapping | None = None) -> Rollout:
     """Import (unless the thumbprint is there), services, internal transport, pins, hybrid configuration.
     pfx_value / password_value: the typed request values (bytes / secure_string) for Import-ExchangeCertificate."""
     host = snapshot.host
@@ -256,6 +256,19 @@ def plan_present(snapshot: _snapshot.ServerSnapshot, pfx: _pfx.Pfx, options: Opt
             steps.append(_plan.Step(_plan.PIN_CONNECTOR, connector.identity, "%s is the certificate being rolled out"
                                     % thumbprint, connector_kind=connector.kind, tls_certificate_name=name,
                                     certificate=thumbprint, shared_with=connector.shared_with))
+        # Untrusted certificates for the names now pinned lose SMTP (as smtp_certificate drops it: the
+        # certificate's other services, never IIS, never the internal transport or Auth certificate).
+        pinned_names = {n for c in _plan.cloud_connectors(snapshot) for n in (c.selection_name,) + c.exchange_online_names}
+        exempt = _plan.exemptions(snapshot, _plan.SmtpOptions())
+        for other in snapshot.certificates:
+            verdict = (verdicts or {}).get(other.thumbprint)
+            if (other.thumbprint == thumbprint or other.thumbprint in exempt or "SMTP" not in other.services
+                    or verdict is None or verdict.trusted
+                    or not any(_model.exchange_domain_matches(n, other) for n in pinned_names)):
+                continue
+            steps.append(_plan.Step(_plan.DROP_SMTP, other.thumbprint, "untrusted and enabled for SMTP for %s"
+                                    % ", ".join(sorted(n for n in pinned_names if _model.exchange_domain_matches(n, other))),
+                                    services=other.services - {"SMTP"}))
     hybrid = None
     if options.hybrid_configuration:
         if snapshot.hybrid is None:
