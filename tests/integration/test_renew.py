@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.integration.playbook_runs import run_role
 from tests.lab.exchange.fleet import Fleet
 from tests.lab.testing import REPO_ROOT, ansible_env, run_ansible, running_lab
 
@@ -128,6 +129,10 @@ def test_renewal_rolls_out_pins_and_converges(tmp_path):
         # Per server: at most two round trips per module task (audit + one mutating).
         for server in ("EX01", "EX02"):
             assert status[server]["winrm"]["commands"]["runner"] <= 2 * 3 + 2  # check run (3 tasks) + this run's (3 tasks, 2 mutating)
+
+        # Fleet consistency: both hybrid servers now present the same issuer and subject (HM501 clear).
+        audit = run_role(lab.inventory, "audit", tmp_path / "audit")
+        assert "HM501" not in [finding["id"] for finding in audit.report["fleet"]["findings"]], audit.report["fleet"]
 
         again = renew(lab, pfx, "--diff")
         assert again.returncode == 0, again.stdout + again.stderr
