@@ -234,8 +234,8 @@ class ActionModule(ActionBase):
                 connectors = after.send_connectors if step.connector_kind == _plan.SEND else after.receive_connectors
                 current = next((c for c in connectors if c.identity == step.target), None)
                 if current is None or certificate not in after.certificates_named_by(current.tls_certificate_name):
-                    problems.append("%s: %s connector '%s' does not name %s after the change" % (host, step.connector_kind, step.target,
-                                                                                               pfx.thumbprint))
+                    problems.append("%s: %s connector '%s' does not name %s after the change"
+                                    % (host, step.connector_kind, step.target, pfx.thumbprint))
             if rollout.hybrid and (after.hybrid is None or certificate not in after.certificates_named_by(after.hybrid.tls_certificate_name)):
                 problems.append("%s: Get-HybridConfiguration's TlsCertificateName does not name %s after the change" % (host, pfx.thumbprint))
         else:
@@ -243,4 +243,3 @@ class ActionModule(ActionBase):
             if still:
                 problems.append("%s: %s still on the server after Remove-ExchangeCertificate" % (host, ", ".join(still)))
         return problems
-

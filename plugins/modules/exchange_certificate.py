@@ -202,9 +202,9 @@ chain:
   type: dict
   contains:
     complete: {description: The server can send a chain Exchange Online accepts., type: bool}
-    thumbprints: {description: The chain as the server builds it, leaf first., type: list, elements: str}
+    thumbprints: {description: "The chain as the server builds it, leaf first.", type: list, elements: str}
     status: {description: C(X509ChainStatusFlags) names Windows reported., type: list, elements: str}
-    problem: {description: What is wrong, or null., type: str}
+    problem: {description: "What is wrong, or null.", type: str}
 internal_transport_certificate:
   description: C(InternalTransportCertificateThumbprint) as re-read; the module fails when a run changed it.
   returned: after the audit

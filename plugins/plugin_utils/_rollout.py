@@ -303,8 +303,8 @@ def plan_retired(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping) -> Rollo
     for certificate, newer in superseded(snapshot, verdicts):
         found = references(snapshot, certificate)
         if found:
-            notes.append("%s: %s is superseded by %s but kept: %s" % (snapshot.host, certificate.thumbprint, newer.thumbprint,
-                                                                     "; ".join(found)))
+            notes.append("%s: %s is superseded by %s but kept: %s"
+                         % (snapshot.host, certificate.thumbprint, newer.thumbprint, "; ".join(found)))
             continue
         steps.append(_plan.Step(_plan.REMOVE_CERTIFICATE, certificate.thumbprint, "superseded by %s (same issuer and subject, "
                                 "expires later)" % newer.thumbprint))

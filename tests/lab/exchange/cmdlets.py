@@ -467,8 +467,8 @@ def set_hybrid_configuration(ctx, args):
         raise errors.object_not_found("Set-HybridConfiguration", "Hybrid Configuration", ctx.server.org.domain_controller)
     updates = {}
     if "TlsCertificateName" in args:
-        updates["tls_certificate_name"] = ("TlsCertificateName", _tls_name_argument("Set-HybridConfiguration",
-                                                                                   args["TlsCertificateName"]))
+        value = _tls_name_argument("Set-HybridConfiguration", args["TlsCertificateName"])
+        updates["tls_certificate_name"] = ("TlsCertificateName", value)
     if "OnPremisesSmartHost" in args:
         updates["on_premises_smart_host"] = ("OnPremisesSmartHost", args["OnPremisesSmartHost"])
     if not ctx.should_process("Modify hybrid configuration"):

@@ -108,7 +108,8 @@ def test_password_must_be_a_secure_string_and_file_data_bytes():
     assert "System.Security.SecureString" in plain["error"]["message"]
     text = run(server, call("Import-ExchangeCertificate", FileData="not bytes", Password=secure(PASSWORD)))[0]
     assert "System.Byte[]" in text["error"]["message"]
-    assert server.handle_request(request(call("Import-ExchangeCertificate", FileData={"__hybridmail": "bytes", "value": "!!"})))["error"]["type"] == "BadRequest"
+    bad = server.handle_request(request(call("Import-ExchangeCertificate", FileData={"__hybridmail": "bytes", "value": "!!"})))
+    assert bad["error"]["type"] == "BadRequest"
 
 
 def test_set_hybrid_configuration_is_organisation_wide_and_refused_on_edge():

@@ -13,7 +13,7 @@ from tests.lab.exchange.fleet import Fleet
 
 RENEWAL = os.path.join(os.path.dirname(__file__), "..", "..", "..", "lab", "fleets", "renewal.yml")
 PASSWORD = "Pfx-Unit-Pw!"
-NAMES = ["mail.contoso.com"]
+NAMES = ("mail.contoso.com",)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ NOW = datetime.datetime.now(datetime.timezone.utc)
 
 
 def inspect(data, store, password=PASSWORD, names=NAMES):
-    return _pfx.inspect(data, password, store=store, names=names, now=NOW)
+    return _pfx.inspect(data, password, store=store, names=list(names), now=NOW)
 
 
 def refusal(data, store, **kwargs) -> _pfx.PfxError:
