@@ -136,9 +136,12 @@ class ActionModule(ActionBase):
 
         if options.state == _rollout.PRESENT:
             password = args["pfx_password"]
+            chain_problem = None
+            if options.pin_connectors and _rollout.certificate_on(before, pfx.thumbprint) is not None:
+                chain_problem = _rollout.chain_finding(before, pfx.thumbprint, store, now, options.names, min_key_bits)["problem"]
             rollout = _rollout.plan_present(
                 before, pfx, options, {"__hybridmail": "bytes", "value": base64.b64encode(data).decode("ascii")},
-                {"__hybridmail": "secure_string", "value": password} if password else None, verdicts)
+                {"__hybridmail": "secure_string", "value": password} if password else None, verdicts, chain_problem)
             watched = [pfx.thumbprint]
             final = _rollout.final_services(before, pfx.thumbprint, options.services)
         elif options.state == _rollout.ABSENT:

@@ -172,9 +172,11 @@ def _named(name: str | None, certificate: _model.Certificate) -> bool:
 
 
 def plan_present(snapshot: _snapshot.ServerSnapshot, pfx: _pfx.Pfx, options: Options, pfx_value: dict,
-                 password_value: dict | None, verdicts: Mapping | None = None) -> Rollout:
+                 password_value: dict | None, verdicts: Mapping | None = None, chain_problem: str | None = None) -> Rollout:
     """Import (unless the thumbprint is there), services, internal transport, pins, hybrid configuration.
-    pfx_value / password_value: the typed request values (bytes / secure_string) for Import-ExchangeCertificate."""
+    pfx_value / password_value: the typed request values (bytes / secure_string) for Import-ExchangeCertificate.
+    chain_problem: chain_finding()'s problem for the certificate as the server holds it (None when it is
+    complete or not there yet): a certificate whose chain the server cannot complete is never pinned."""
     host = snapshot.host
     thumbprint = pfx.thumbprint
     installed = certificate_on(snapshot, thumbprint)
@@ -238,6 +240,8 @@ def plan_present(snapshot: _snapshot.ServerSnapshot, pfx: _pfx.Pfx, options: Opt
 
     name = pfx.tls_certificate_name
     if options.pin_connectors:
+        if chain_problem and installed is not None:
+            blockers.append("%s: not pinning %s: %s; nothing was changed." % (host, thumbprint, chain_problem))
         if "SMTP" not in final:
             blockers.append("%s: pin_connectors needs SMTP in services (a pinned certificate not enabled for SMTP fails "
                             "with UnknownCredentials); nothing was changed." % host)

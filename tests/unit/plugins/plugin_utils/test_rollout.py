@@ -138,6 +138,22 @@ def test_present_is_idempotent_by_thumbprint():
     assert rollout.imports is None and rollout.empty
 
 
+def test_a_certificate_whose_chain_the_server_cannot_complete_is_not_pinned():
+    fleet = load("mixed")  # EX09 holds the public certificate without its intermediate
+    server = fleet.servers["EX09"]
+    response, snapshot = audit(server)
+    store = store_of(fleet)
+    thumbprint = fleet.issued("public").thumbprint
+    finding = _rollout.chain_finding(snapshot, thumbprint, store, NOW, ("mail.contoso.com",), 2048)
+    assert finding["complete"] is False and "incomplete" in finding["problem"] and "PartialChain" in finding["problem"]
+    data = fleet.pfx("public", PASSWORD)
+    pfx = _pfx.inspect(data, PASSWORD, store=store, names=None, now=NOW)
+    rollout = _rollout.plan_present(snapshot, pfx, _rollout.Options(pin_connectors=True), {"__hybridmail": "bytes", "value": ""},
+                                    None, verdicts_of(snapshot, store), finding["problem"])
+    assert rollout.blocked and "ex09: not pinning %s" % thumbprint in rollout.blockers[0]
+    assert response["calls"]
+
+
 def test_pins_are_refused_for_a_certificate_that_does_not_cover_the_connector_names():
     fleet = load("renewal")
     _server, _response, _snap, rollout = present(fleet, "EX01", "other_name", pin_connectors=True)
