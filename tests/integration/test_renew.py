@@ -238,3 +238,24 @@ def test_the_pfx_password_appears_nowhere(tmp_path):
     for where, text in texts.items():
         assert PASSWORD not in text, where
         assert pfx_b64_head not in text, where
+
+
+def test_a_failed_canary_stops_the_rollout_and_leaves_the_other_servers_as_they_were(tmp_path):
+    fleet_path = os.path.join(FLEETS, "renewal.yml")
+    old = Fleet.load(fleet_path).issued("public_2025")
+    pfx = write_pfx(tmp_path, fleet_path, "renewed")
+    with running_lab(fleet_path, tmp_path=lab_dir(tmp_path)) as lab:
+        before = servers(lab)
+        lab.reset_counters()
+        lab.fault("EX01", "cmdlet", cmdlet="Import-ExchangeCertificate", times=1)
+        completed = renew(lab, pfx)
+        assert completed.returncode != 0
+        fatal = [line for line in completed.stdout.splitlines() if line.startswith("fatal: [ex01]")]
+        assert fatal and "import certificate" in fatal[0] and "ADTransientException" in fatal[0], completed.stdout
+        status = servers(lab)
+        # The canary's failed import stopped its batch: nothing after it ran there, and EX02 was never contacted.
+        assert [m["cmdlet"] for m in status["EX01"]["mutations"]] == ["Import-ExchangeCertificate"]
+        assert not any(status["EX02"]["winrm"]["requests"].values()) and not status["EX02"]["mutations"]
+        assert untouched_state(status) == untouched_state(before)
+        assert_delivering_with(status, ("EX01", "EX02"), old.thumbprint)
+        assert "PLAY [Renew the hybrid certificate - pin" not in completed.stdout
