@@ -50,8 +50,10 @@ def write_pfx(tmp_path: Path, fleet_path: str, cert_id: str, password=PASSWORD, 
 
 
 def renew(lab, pfx_path: str, *extra: str, hosts=None, names=("mail.contoso.com",), password=PASSWORD, retire=False,
-          env=None) -> subprocess.CompletedProcess:
+          env=None, services=None) -> subprocess.CompletedProcess:
     certificate = {"pfx_path": pfx_path, "pfx_password": password, "names": list(names), "retire_superseded": retire}
+    if services:
+        certificate["services"] = list(services)
     if hosts:
         certificate["hosts"] = hosts
     variables = {"hybrid_readiness_certificate": certificate}
@@ -259,3 +261,31 @@ def test_a_failed_canary_stops_the_rollout_and_leaves_the_other_servers_as_they_
         assert untouched_state(status) == untouched_state(before)
         assert_delivering_with(status, ("EX01", "EX02"), old.thumbprint)
         assert "PLAY [Renew the hybrid certificate - pin" not in completed.stdout
+
+
+def test_the_old_certificate_is_removed_only_once_nothing_references_it(tmp_path):
+    fleet_path = os.path.join(FLEETS, "renewal.yml")
+    fleet = Fleet.load(fleet_path)
+    old, renewed = fleet.issued("public_2025"), fleet.issued("renewed")
+    pfx = write_pfx(tmp_path, fleet_path, "renewed")
+    absent = ["exchange", "-m", "hybridmail.exchange.exchange_certificate", "-a",
+              "state=absent thumbprint=%s trust_bundle={{ hybridmail_trust_bundle }}" % old.thumbprint]
+    with running_lab(fleet_path, tmp_path=lab_dir(tmp_path)) as lab:
+        refused = run_ansible(absent, lab.inventory)
+        assert refused.returncode != 0
+        for text in ("ex01: certificate %s is not removed" % old.thumbprint, "send connector 'Outbound to Office 365'",
+                     "Default Frontend EX01", "Get-HybridConfiguration", "bound to IIS"):
+            assert text in refused.stdout, text
+        assert all(not s["mutations"] for s in servers(lab).values())
+
+        # Renewed with IIS too (the web certificate moves), the old one is referenced by nothing any more.
+        completed = renew(lab, pfx, services=("SMTP", "IIS"))
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+        assert all(s["web_certificate"] == renewed.thumbprint for s in servers(lab).values())
+        removed = run_ansible(absent, lab.inventory)
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+        status = servers(lab)
+        assert all(old.thumbprint not in [c["thumbprint"] for c in s["certificates"]] for s in status.values())
+        assert_delivering_with(status, ("EX01", "EX02"), renewed.thumbprint)
+        again = run_ansible(absent, lab.inventory)
+        assert again.returncode == 0 and '"changed": true' not in again.stdout, again.stdout
