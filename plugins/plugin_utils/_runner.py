@@ -37,6 +37,8 @@ EXCHANGE_CMDLETS = (
     "Remove-ExchangeCertificate",
     "Set-SendConnector",
     "Set-ReceiveConnector",
+    "Import-ExchangeCertificate",
+    "Set-HybridConfiguration",
 )
 # Windows cmdlets that need no Exchange session.
 WINDOWS_CMDLETS = ("Get-WinEvent",)

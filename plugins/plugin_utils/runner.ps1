@@ -37,6 +37,8 @@ $AllowedCmdlets = @(
     'Remove-ExchangeCertificate',
     'Set-SendConnector',
     'Set-ReceiveConnector',
+    'Import-ExchangeCertificate',
+    'Set-HybridConfiguration',
     'Get-WinEvent',
     'Get-HybridmailHost',
     'Get-HybridmailCertificateChain',
@@ -279,6 +281,8 @@ function ConvertTo-HybridmailArgument {
     # A request parameter value -> the value splatted. Typed values first:
     #   {"__hybridmail": "computername"}           -> $env:COMPUTERNAME
     #   {"__hybridmail": "days_ago", "value": N}    -> (Get-Date).AddDays(-N)
+    #   {"__hybridmail": "bytes", "value": B64}     -> [byte[]] (Import-ExchangeCertificate -FileData)
+    #   {"__hybridmail": "secure_string", "value": T} -> SecureString built here (-Password); T never leaves
     # any other object -> hashtable, array -> object[], scalars as they are.
     param($Value)
     if ($Value -is [hashtable]) {
@@ -293,6 +297,17 @@ function ConvertTo-HybridmailArgument {
                     throw 'days_ago needs an integer value'
                 }
                 return (Get-Date).AddDays(-$days)
+            }
+            if ($kind -ceq 'bytes') {
+                return ,[System.Convert]::FromBase64String([string]$Value['value'])
+            }
+            if ($kind -ceq 'secure_string') {
+                $secure = New-Object -TypeName 'System.Security.SecureString'
+                foreach ($character in ([string]$Value['value']).ToCharArray()) {
+                    $secure.AppendChar($character)
+                }
+                $secure.MakeReadOnly()
+                return $secure
             }
             throw ('unknown typed value ' + [string]$kind)
         }

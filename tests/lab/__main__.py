@@ -7,6 +7,7 @@
                             [--after N] [--cmdlet NAME] [--message M]
   python -m tests.lab clear --inventory OUT.yml [--server NAME]
   python -m tests.lab reset-counters --inventory OUT.yml
+  python -m tests.lab pfx --fleet FILE --certificate ID --out FILE.pfx [--password P] [--no-key] [--no-chain]
 
 `serve` writes the inventory and a state directory next to it (<inventory stem>.state: the listener
 CA, the trust bundle, the NTLM user file), prints `LAB READY <control url> <inventory path>` and
@@ -199,13 +200,36 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             sub.add_argument("--after", type=int, default=0)
             sub.add_argument("--cmdlet")
             sub.add_argument("--message")
+    pfx_parser = commands.add_parser("pfx", help="write a PFX of a fleet certificate (e.g. the renewed one to import)")
+    pfx_parser.add_argument("--fleet", required=True)
+    pfx_parser.add_argument("--certificate", required=True, help="an id under certificates: in the fleet file")
+    pfx_parser.add_argument("--out", required=True)
+    pfx_parser.add_argument("--password", help="default: an unencrypted PFX")
+    pfx_parser.add_argument("--no-key", action="store_true", help="leave the private key out")
+    pfx_parser.add_argument("--no-chain", action="store_true", help="leave the CA certificates out")
     return parser.parse_args(argv)
+
+
+def write_pfx(args: argparse.Namespace) -> int:
+    from tests.lab.exchange.fleet import Fleet, FleetError  # pylint: disable=import-outside-toplevel
+
+    try:
+        data = Fleet.load(args.fleet).pfx(args.certificate, args.password, include_key=not args.no_key,
+                                          include_chain=not args.no_chain)
+    except FleetError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    with open(args.out, "wb") as handle:
+        handle.write(data)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "pfx":
+        return write_pfx(args)
     if args.command == "status":
         return _print_control(args, "/status")
     if args.command == "clear":

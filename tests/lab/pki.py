@@ -26,6 +26,7 @@ from typing import Iterable, Sequence, Union
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
@@ -723,3 +724,19 @@ def make_exchange_auth_certificate(
 
 def pem_bundle(certificates: Iterable[Issued]) -> bytes:
     return b"".join(item.pem for item in certificates)
+
+
+def make_pfx(issued: Issued, chain: Iterable[Issued] = (), *, password: str | None, include_key: bool = True,
+             friendly_name: str | None = None) -> bytes:
+    """A PKCS #12 (PFX) file of issued with the CA certificates in chain, as Export-PfxCertificate or a
+    CA's download writes it: the key and certificates encrypted with password (None: not encrypted).
+    include_key=False leaves the private key out (what exporting a certificate without its key gives)."""
+    encryption = (serialization.BestAvailableEncryption(password.encode("utf-8")) if password
+                  else serialization.NoEncryption())
+    return pkcs12.serialize_key_and_certificates(
+        friendly_name.encode("utf-8") if friendly_name else None,
+        issued.key if include_key else None,
+        issued.cert,
+        [item.cert for item in chain] or None,
+        encryption,
+    )

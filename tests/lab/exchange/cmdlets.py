@@ -11,10 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from tests.lab import pki
 from tests.lab.exchange import errors
 from tests.lab.exchange import services as svc
 from tests.lab.exchange import texts
-from tests.lab.exchange.model import parse_tls_certificate_name, same_tls_name
+from tests.lab.exchange.model import InstalledCertificate, parse_tls_certificate_name, same_tls_name
 from tests.lab.exchange.params import Param, to_datetime
 
 
@@ -205,6 +209,90 @@ def remove_exchange_certificate(ctx, args):
     return []
 
 
+def _is_ca(certificate) -> bool:
+    try:
+        return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+# Import-ExchangeCertificate (office-docs-powershell, exchange-ps/ExchangePowerShell/Import-ExchangeCertificate.md):
+# -FileData Byte[] (the PFX's bytes; the documented way since -FileName was restricted to UNC paths), -Password
+# SecureString, -PrivateKeyExportable Boolean, -FriendlyName, -Server. An imported certificate has no
+# services until Enable-ExchangeCertificate gives it some (Get-ExchangeCertificate shows Services None).
+# The CA certificates in the file land in the server's stores: intermediates in "Intermediate Certification
+# Authorities", which changes the chain Windows builds (and sends to Exchange Online) for every certificate
+# they issue. Error texts: the duplicate is Exchange's "Cannot import certificate. A certificate with the
+# thumbprint ... already exists."; a wrong password surfaces the CryptoAPI text "The specified network password
+# is not correct."; a file without the private key is refused with the PrivateKeyMissing reason Exchange gives
+# for such a certificate (win-acme/win-acme#427). All arrive as "special Rpc" errors of the service host.
+@cmdlet(
+    "Import-ExchangeCertificate",
+    Param("FileData", "bytes"), Param("Password", "securestring"), Param("PrivateKeyExportable", "bool"),
+    Param("FriendlyName"), Param("Server"), Param("DomainController"),
+    should_process=True,
+)
+def import_exchange_certificate(ctx, args):
+    target = ctx.target_server(args.get("Server"))
+    data = args.get("FileData")
+    if not data:
+        raise errors.parameter_error(
+            "Import-ExchangeCertificate", "MissingMandatoryParameter",
+            "Cannot process command because of one or more missing mandatory parameters: FileData.",
+        )
+    password = args["Password"].reveal() if args.get("Password") is not None else None
+    try:
+        loaded = pkcs12.load_pkcs12(data, password.encode("utf-8") if password else None)
+    except ValueError:
+        raise errors.rpc_error(
+            "Import-ExchangeCertificate", target.name, "PfxPassword",
+            "The PKCS #12 data couldn't be read: The specified network password is not correct.",
+            type_name="System.Security.Cryptography.CryptographicException", category="InvalidOperation",
+        ) from None
+    additional = [item.certificate for item in loaded.additional_certs]
+    if loaded.cert is not None:
+        key, certificate = loaded.key, loaded.cert.certificate
+    else:
+        # Without a key bag nothing marks the end-entity certificate: it is the one that is not a CA.
+        key, certificate = None, next((c for c in additional if not _is_ca(c)), None)
+        additional = [c for c in additional if c is not certificate]
+    if certificate is None:
+        raise errors.rpc_error(
+            "Import-ExchangeCertificate", target.name, "PfxNoCertificate",
+            "The PKCS #12 data doesn't contain a certificate.",
+            type_name="System.InvalidOperationException", category="InvalidOperation",
+        )
+    issued = pki.Issued.from_certificate(certificate, key)
+    if key is None:
+        raise errors.rpc_error(
+            "Import-ExchangeCertificate", target.name, "PrivateKeyMissing",
+            "The certificate with thumbprint %s was found but is not valid for use with Exchange Server "
+            "(reason: PrivateKeyMissing)." % issued.thumbprint,
+            type_name="System.InvalidOperationException", category="InvalidOperation",
+        )
+    if issued.thumbprint in target.certificates:
+        raise errors.rpc_error(
+            "Import-ExchangeCertificate", target.name, "CertificateAlreadyExists",
+            "Cannot import certificate. A certificate with the thumbprint %s already exists." % issued.thumbprint,
+            type_name="System.InvalidOperationException", category="WriteError",
+        )
+    if not ctx.should_process("Import certificate %s (%s)" % (issued.thumbprint, issued.subject)):
+        return []
+    friendly_name = args.get("FriendlyName") or (loaded.cert.friendly_name or b"").decode("utf-8", "replace")
+    cert = InstalledCertificate(issued, friendly_name, svc.NONE, has_private_key=True, source="imported")
+    target.certificates[cert.thumbprint] = cert
+    ctx.change("Imported certificate %s (%s, issued by %s), services None" % (cert.thumbprint, issued.subject, issued.issuer))
+    for extra in additional:
+        ca = pki.Issued.from_certificate(extra, None)
+        if ca.is_self_signed:
+            continue  # roots: the lab does not let a file change what the server trusts
+        if ca.thumbprint not in target.intermediate_store:
+            target.intermediate_store[ca.thumbprint] = ca
+            ctx.change("Intermediate Certification Authorities: added %s (%s)" % (ca.thumbprint, ca.subject))
+    ctx.touch(target)
+    return [target.certificate_object(cert)]
+
+
 @cmdlet("Get-TransportService", Param("Identity"), Param("DomainController"))
 def get_transport_service(ctx, args):
     servers = ctx.server.visible_servers()
@@ -363,6 +451,34 @@ def get_hybrid_configuration(ctx, args):
         raise errors.command_not_found("Get-HybridConfiguration")
     hybrid = ctx.server.org.hybrid
     return [hybrid.to_object()] if hybrid else []
+
+
+# Set-HybridConfiguration (office-docs-powershell, Set-HybridConfiguration.md): -TlsCertificateName
+# <SmtpX509Identifier> is the organisation-wide name of the certificate for hybrid mail flow (one object in
+# Active Directory for the whole organisation). Like Get-HybridConfiguration it is not part of the Edge
+# Transport management shell.
+@cmdlet("Set-HybridConfiguration", Param("TlsCertificateName"), Param("OnPremisesSmartHost"),
+        Param("DomainController"), should_process=True)
+def set_hybrid_configuration(ctx, args):
+    if ctx.server.is_edge:
+        raise errors.command_not_found("Set-HybridConfiguration")
+    hybrid = ctx.server.org.hybrid
+    if hybrid is None:
+        raise errors.object_not_found("Set-HybridConfiguration", "Hybrid Configuration", ctx.server.org.domain_controller)
+    updates = {}
+    if "TlsCertificateName" in args:
+        value = _tls_name_argument("Set-HybridConfiguration", args["TlsCertificateName"])
+        updates["tls_certificate_name"] = ("TlsCertificateName", value)
+    if "OnPremisesSmartHost" in args:
+        updates["on_premises_smart_host"] = ("OnPremisesSmartHost", args["OnPremisesSmartHost"])
+    if not ctx.should_process("Modify hybrid configuration"):
+        return []
+    for attribute, (parameter, value) in updates.items():
+        old = getattr(hybrid, attribute)
+        setattr(hybrid, attribute, value)
+        ctx.change("Hybrid configuration: %s %r -> %r" % (parameter, old, value))
+    ctx.touch_organization()
+    return []
 
 
 # ------------------------------------------------------------------------------------------------

@@ -518,10 +518,11 @@ class _Builder:
 class Fleet:
     """A loaded fleet: one organisation, its servers by name (in file order), the lab trust bundle."""
 
-    def __init__(self, name: str, organization: Organization):
+    def __init__(self, name: str, organization: Organization, builder: "_Builder | None" = None):
         self.name = name
         self.organization = organization
         self.servers: "OrderedDict[str, ExchangeServer]" = OrderedDict(organization.servers)
+        self._builder = builder
 
     @classmethod
     def load(cls, path: str, clock=None) -> "Fleet":
@@ -531,8 +532,9 @@ class Fleet:
 
     @classmethod
     def from_dict(cls, data: dict, name: str = "fleet", clock=None) -> "Fleet":
-        organization = _Builder(data, clock or _default_clock).build()
-        fleet = cls(name, organization)
+        builder = _Builder(data, clock or _default_clock)
+        organization = builder.build()
+        fleet = cls(name, organization, builder)
         with organization.lock:
             for server in fleet.servers.values():
                 mailflow.attempt_delivery(server)  # the state a fleet file describes includes its mail flow
@@ -554,3 +556,27 @@ class Fleet:
 
     def status(self) -> dict:
         return {name: server.status() for name, server in self.servers.items()}
+
+    def issued(self, cert_id: str) -> pki.Issued:
+        """The certificate (with its key) that the fleet file defines under certificates.<cert_id>:
+        the same thumbprint as the lab serving the same file on the same day."""
+        definitions = self._builder.data.get("certificates") or {}
+        if cert_id not in definitions:
+            raise FleetError("certificates: unknown certificate id %r" % cert_id)
+        return self._builder.certificate(cert_id, definitions[cert_id], self.organization.authorities,
+                                         "certificates.%s" % cert_id)
+
+    def issuing_chain(self, issued: pki.Issued) -> list:
+        """The CA certificates above issued, issuing CA first, root last."""
+        chain, authority = [], self._builder.authority_by_subject.get(issued.cert.issuer)
+        while authority is not None and not issued.is_self_signed:
+            chain.append(authority.issued)
+            authority = self.organization.authorities.get(authority.parent) if authority.parent else None
+        return chain
+
+    def pfx(self, cert_id: str, password: str | None, *, include_key: bool = True, include_chain: bool = True) -> bytes:
+        """A PFX of a fleet certificate as a CA delivers it (leaf, key, intermediates and root), made by
+        tests/lab/pki.py; include_key=False / include_chain=False leave those out."""
+        issued = self.issued(cert_id)
+        return pki.make_pfx(issued, self.issuing_chain(issued) if include_chain else (), password=password,
+                            include_key=include_key, friendly_name=(self._builder.data["certificates"][cert_id] or {}).get("friendly_name"))

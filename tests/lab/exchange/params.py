@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from tests.lab.exchange import errors
 from tests.lab.exchange import services as svc
+from tests.lab.exchange.secure import SecureString
 
 COMMON_PARAMETERS = (
     "Verbose", "Debug", "ErrorAction", "WarningAction", "InformationAction", "ErrorVariable",
@@ -23,7 +24,7 @@ SHOULD_PROCESS_PARAMETERS = ("WhatIf", "Confirm")
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str = "string"  # string | strings | switch | bool | int | services | hashtable | datetime
+    kind: str = "string"  # string | strings | switch | bool | int | services | hashtable | datetime | bytes | securestring
     mandatory: bool = False
 
 
@@ -123,6 +124,18 @@ def _convert(cmdlet: str, param: Param, value):
                 "CannotConvertArgumentNoMessage",
                 'Cannot bind parameter \'%s\'. Cannot convert the "%s" value of type "%s" to type '
                 '"System.Collections.Hashtable".' % (param.name, _string_of(value), _type_label(value)),
+            )
+        return value
+    if kind == "bytes":  # [byte[]]: only a typed value ({"__hybridmail": "bytes"}) arrives as bytes
+        if not isinstance(value, (bytes, bytearray)):
+            raise _cannot_convert(cmdlet, param, value, "System.Byte[]")
+        return bytes(value)
+    if kind == "securestring":  # PowerShell does not turn a String into a SecureString
+        if not isinstance(value, SecureString):
+            raise errors.parameter_error(
+                cmdlet, "CannotConvertArgumentNoMessage",
+                'Cannot bind parameter \'%s\'. Cannot convert the "%s" value of type "%s" to type '
+                '"System.Security.SecureString".' % (param.name, _string_of(value), _type_label(value)),
             )
         return value
     if kind == "datetime":

@@ -9,12 +9,15 @@ the controller can verify what happened.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import time
 
 from tests.lab.exchange import cmdlets, errors, params
 from tests.lab.exchange.contract import runner_contract as contract
 from tests.lab.exchange.convert import convert, select
+from tests.lab.exchange.secure import SecureString
 
 
 class RequestProblem(Exception):
@@ -76,6 +79,15 @@ def _resolve_typed(value, server):
                 if isinstance(days, bool) or not isinstance(days, (int, float)):
                     raise RequestProblem("BadRequest", "days_ago needs a numeric value, got %r" % (days,))
                 return server.now() - datetime.timedelta(days=days)
+            if kind == "bytes":  # [byte[]] for Import-ExchangeCertificate -FileData
+                try:
+                    return base64.b64decode(str(value.get("value", "")), validate=True)
+                except (binascii.Error, ValueError):
+                    raise RequestProblem("BadRequest", "bytes needs a base64 value") from None
+            if kind == "secure_string":  # a SecureString built in the runner (-Password)
+                if not isinstance(value.get("value"), str):
+                    raise RequestProblem("BadRequest", "secure_string needs a string value")
+                return SecureString(value["value"])
             raise RequestProblem("BadRequest", "unknown typed value %r" % (kind,))
         return {key: _resolve_typed(item, server) for key, item in value.items()}
     if isinstance(value, list):
@@ -201,5 +213,6 @@ def execute(server, request) -> dict:
 
 
 def parameters_for_log(arguments: dict) -> dict:
-    """Parameters as the mutation log keeps them (JSON-able)."""
-    return convert(arguments)
+    """Parameters as the mutation log keeps them (JSON-able; byte[] as its length, not its content)."""
+    return convert({key: "byte[%d]" % len(value) if isinstance(value, (bytes, bytearray)) else value
+                    for key, value in (arguments or {}).items()})

@@ -42,7 +42,7 @@ def flow(fleet):
 def test_every_fleet_file_is_listed_and_loads():
     names = {os.path.basename(path)[:-4] for path in FLEET_FILES}
     assert names == {"healthy", "kb2888788", "stale_tls_name", "only_untrusted", "expiring", "edge", "localized",
-                     "mixed", "preflight"}
+                     "mixed", "preflight", "renewal"}
     for path in FLEET_FILES:
         fleet = Fleet.load(path)
         status = fleet.status()
@@ -62,6 +62,7 @@ def test_every_fleet_file_is_listed_and_loads():
         ("expiring", {"EX01": (True, None), "EX02": (True, None)}),
         ("edge", {"EX01": (None, None), "EDGE01": (True, None), "EDGE02": (False, "PartialChain")}),
         ("localized", {"EXDE01": (False, "UntrustedRoot"), "EXCZ01": (False, "UntrustedRoot")}),
+        ("renewal", {"EX01": (True, None), "EX02": (True, None)}),
         ("mixed", {"EX01": (True, None), "EX02": (True, None), "EX03": (False, "UntrustedRoot"),
                    "EX04": (False, "UntrustedRoot"), "EX05": (True, None), "EX06": (False, "UntrustedRoot"),
                    "EX07": (False, "CertificateNotFound"), "EX08": (False, "UntrustedRoot"),

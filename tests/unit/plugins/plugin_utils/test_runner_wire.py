@@ -165,5 +165,5 @@ def test_allow_list_and_mutations():
     assert all(helper.startswith("Get-") for helper in _runner.RUNNER_HELPERS)
     mutations = [name for name in _runner.ALLOWED_CMDLETS if _runner.is_mutation(name)]
     assert mutations == ["Enable-ExchangeCertificate", "Remove-ExchangeCertificate", "Set-SendConnector",
-                         "Set-ReceiveConnector"]
+                         "Set-ReceiveConnector", "Import-ExchangeCertificate", "Set-HybridConfiguration"]
     assert _runner.is_mutation("get-ExchangeCertificate")  # case matters: the runner refuses it too
