@@ -14,6 +14,7 @@ one exception class below, and every message names the inventory host:
         BadRequest
         RequestRefused
         SessionLoadFailed       the Exchange cmdlets could not be loaded
+        LanguageModeRefused     PowerShell is not in FullLanguage mode; error_type "LanguageMode"
       CallFailed                one call failed or was skipped; .call_id, .cmdlet, .error
         GuardFailed             a guard (expect) did not match
 
@@ -113,6 +114,18 @@ class SessionLoadFailed(RequestFailed):
     """The runner could not load the Exchange cmdlets on host."""
 
 
+class LanguageModeRefused(RequestFailed):
+    """PowerShell on host runs in another language mode than FullLanguage (AppLocker/WDAC): the runner
+    printed HYBRIDMAIL-REFUSED:LanguageMode:<mode> and ran nothing."""
+
+    def __init__(self, host: str, mode: str):
+        self.language_mode = mode
+        self.error_type = "LanguageMode"
+        self.error_message = ("PowerShell runs in %s mode (AppLocker/WDAC); the runner needs FullLanguage. "
+                              "Nothing was run." % (mode or "an unknown language"))
+        RunnerError.__init__(self, host, self.error_message)
+
+
 class CallFailed(RunnerError):
     """One call of the request failed (error is the runner's {type, category, message, fqid}) or was skipped."""
 
@@ -173,7 +186,12 @@ def run_request(connection, request: dict, host: str) -> dict:
     Raises the RunnerError subclasses above.
     """
     calls = request.get("calls") or []
-    script = _runner.compose_script(request)
+    try:
+        _runner.check_request(request)
+    except _runner.RequestError as exc:
+        # What the runner would answer, said before anything is sent: nothing runs on host.
+        raise _REQUEST_ERRORS[exc.kind](host, exc.kind, exc.message) from None
+    script = _runner.compose_script_bytes(request)
     command = _runner.encoded_bootstrap()
     display.vvv("hybridmail: %d call(s) [%s], script %d bytes, read_only=%s" % (
         len(calls), ", ".join(str(call.get("cmdlet")) for call in calls), len(script), request.get("read_only")),
@@ -181,7 +199,7 @@ def run_request(connection, request: dict, host: str) -> dict:
 
     started = time.monotonic()
     try:
-        rc, b_stdout, b_stderr = connection.exec_command(command, in_data=script.encode("ascii"), sudoable=False)
+        rc, b_stdout, b_stderr = connection.exec_command(command, in_data=script, sudoable=False)
     except AnsibleConnectionFailure as exc:
         raise HostUnreachable(host, "connection failed: %s" % exc) from exc
     except _TRANSPORT_EXCEPTIONS as exc:
@@ -195,6 +213,12 @@ def run_request(connection, request: dict, host: str) -> dict:
                 host=host)
 
     payload = _runner.find_result(stdout)
+    refusal = _runner.find_refusal(stdout) if payload is None else None
+    if refusal is not None:
+        reason, detail = refusal
+        if reason == "LanguageMode":
+            raise LanguageModeRefused(host, detail)
+        raise RequestFailed(host, reason, detail)
     if payload is None:
         if rc:
             raise RunnerOutputError(host, "the runner exited with rc %s without a result line" % rc, rc, stdout, stderr)

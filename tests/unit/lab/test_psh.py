@@ -24,7 +24,7 @@ class RecordingServer:
     def __init__(self):
         self.requests = []
 
-    def handle_request(self, request: dict) -> dict:
+    def handle_request(self, request: dict, user: str | None = None) -> dict:
         self.requests.append(request)
         return {"version": 1, "host": self.name, "calls": [], "note": "Zürich čeština"}
 

@@ -29,7 +29,7 @@ class FakeExchangeServer:
         self.fqdn = name.lower() + ".contoso.com"
         self.padding = padding
 
-    def handle_request(self, request: dict) -> dict:
+    def handle_request(self, request: dict, user: str | None = None) -> dict:
         return {"version": 1, "host": self.name, "calls": request["calls"], "padding": "x" * self.padding}
 
 

@@ -165,5 +165,7 @@ def test_allow_list_and_mutations():
     assert all(helper.startswith("Get-") for helper in _runner.RUNNER_HELPERS)
     mutations = [name for name in _runner.ALLOWED_CMDLETS if _runner.is_mutation(name)]
     assert mutations == ["Enable-ExchangeCertificate", "Remove-ExchangeCertificate", "Set-SendConnector",
-                         "Set-ReceiveConnector"]
+                         "Set-ReceiveConnector", "Import-ExchangeCertificate", "Set-HybridConfiguration"]
+    for name in ("Import-ExchangeCertificate", "Set-HybridConfiguration", "Get-ManagementRoleAssignment", "Get-ManagementRole"):
+        assert name in _runner.EXCHANGE_CMDLETS
     assert _runner.is_mutation("get-ExchangeCertificate")  # case matters: the runner refuses it too
