@@ -343,6 +343,8 @@ class _Builder:
         session = entry.get("session") or {}
         if not isinstance(session, dict) or session.get("auto", "snapin") not in ("snapin", "remote_exchange"):
             raise FleetError("%s: session.auto must be snapin or remote_exchange" % where)
+        if edge and session.get("auto") == "remote_exchange":
+            raise FleetError("%s: an Edge Transport server has no remote Exchange PowerShell (session.auto)" % where)
         server = ExchangeServer(
             org=org,
             name=name,

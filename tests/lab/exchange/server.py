@@ -390,6 +390,8 @@ class ExchangeServer:
                     "version": self.version,
                     "locale": self.locale,
                     "enable_behavior": self.enable_behavior,
+                    "language_mode": self.language_mode,
+                    "session": dict(self.session),
                     "certificates": certificates,
                     "internal_transport_certificate": self.internal_transport_thumbprint,
                     "internal_mail_flow": mailflow.internal_mail_flow(self),
