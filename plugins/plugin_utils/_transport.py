@@ -34,6 +34,9 @@ from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _runner
 display = Display()
 
 EXCERPT_CHARS = 400
+# PowerShell's FullyQualifiedErrorId when ConstrainedLanguage stops a .NET method call: should the
+# bootstrap itself be stopped before runner.ps1's own check can print its refusal line, stderr says so.
+CONSTRAINED_LANGUAGE_FQID = "MethodInvocationNotSupportedInConstrainedLanguage"
 
 
 def _transport_exceptions() -> tuple:
@@ -219,6 +222,8 @@ def run_request(connection, request: dict, host: str) -> dict:
         if reason == "LanguageMode":
             raise LanguageModeRefused(host, detail)
         raise RequestFailed(host, reason, detail)
+    if payload is None and CONSTRAINED_LANGUAGE_FQID in stderr:
+        raise LanguageModeRefused(host, "ConstrainedLanguage")
     if payload is None:
         if rc:
             raise RunnerOutputError(host, "the runner exited with rc %s without a result line" % rc, rc, stdout, stderr)

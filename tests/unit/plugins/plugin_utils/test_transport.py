@@ -368,3 +368,13 @@ def test_typed_values_pass_the_check():
 def test_composed_bytes_are_the_composed_script():
     assert _runner.compose_script_bytes(REQUEST) == _runner.compose_script(REQUEST).encode("ascii")
     assert _runner.compose_script_bytes(REQUEST).endswith(_runner.load_runner_text().encode("ascii"))
+
+
+def test_constrained_language_stopping_the_bootstrap_is_named_too():
+    # If ConstrainedLanguage stopped the bootstrap's [ScriptBlock]::Create before runner.ps1 could check.
+    stderr = ('#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
+              '<S S="Error">Cannot invoke method. Method invocation is supported only on core types in this language '
+              'mode._x000D__x000A_</S><S S="Error">    + FullyQualifiedErrorId : '
+              'MethodInvocationNotSupportedInConstrainedLanguage_x000D__x000A_</S></Objs>').encode("utf-8")
+    with pytest.raises(_transport.LanguageModeRefused, match="ConstrainedLanguage mode .AppLocker/WDAC.; the runner needs"):
+        run(FakeConnection(1, b"", stderr))
