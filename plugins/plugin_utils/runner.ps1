@@ -15,7 +15,7 @@
 #  H13 $ErrorActionPreference stops at module scopes  H14 RemoteExchange.ps1 in a function scope
 #  H15 ConstrainedLanguage mode (checked first, as CSS-Exchange Setup/SetupAssist/SetupAssist.ps1 does)
 
-# [H15] First, and only with what ConstrainedLanguage allows: nothing else runs outside FullLanguage.
+# [H15] First, with only what ConstrainedLanguage allows: nothing else runs outside FullLanguage.
 if ($ExecutionContext.SessionState.LanguageMode -ne 'FullLanguage') {
     Write-Output ('HYBRIDMAIL-REFUSED:LanguageMode:' + $ExecutionContext.SessionState.LanguageMode)
     exit 1
@@ -212,14 +212,12 @@ function Invoke-HybridmailCall {
     $splat = $Call.Arguments  # carries ErrorAction = 'Stop' [H6]
     try {
         $items = @(& $cmdletName @splat | Where-Object -ErrorAction Stop { $null -ne $_ })  # [H2] [H8]: nothing -> @()
-        $objects = @()
-        if ($Call.Properties.Count -gt 0) {
-            $objects = @(foreach ($item in $items) {
-                    $row = [ordered]@{}
-                    foreach ($name in $Call.Properties) { $row[$name] = ConvertTo-HybridmailValue -Value (Read-HybridmailProperty -InputObject $item -Name $name) }
-                    $row
-                })
-        }
+        $objects = @(foreach ($item in $items) {
+                if ($Call.Properties.Count -eq 0) { break }  # no properties asked: objects []
+                $row = [ordered]@{}
+                foreach ($name in $Call.Properties) { $row[$name] = ConvertTo-HybridmailValue -Value (Read-HybridmailProperty -InputObject $item -Name $name) }
+                $row
+            })
         $result = [ordered]@{ id = $Call.Id; ok = $true; objects = $objects }
         if ($null -ne $Call.Expect -and -not (Test-HybridmailGuard -Objects $items -Expect $Call.Expect)) { $result['guard_failed'] = $true }
         return $result
