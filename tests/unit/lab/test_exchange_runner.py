@@ -416,12 +416,11 @@ def test_runner_reports_load_ms(fleet):
 
 def test_host_reports_edition_language_mode_and_user(fleet):
     host = ["ComputerName", "PSEdition", "LanguageMode", "UserName"]
-    response = fleet.servers["EX01"].handle_request(request(call("Get-HybridmailHost", properties=host)),
-                                                  user="Administrator")
+    ex01 = fleet.servers["EX01"]
+    response = ex01.handle_request(request(call("Get-HybridmailHost", properties=host)), user="Administrator")
     assert response["calls"][0]["objects"] == [
         {"ComputerName": "EX01", "PSEdition": "Desktop", "LanguageMode": "FullLanguage", "UserName": "CONTOSO\\Administrator"}]
-    response = fleet.servers["EX01"].handle_request(request(call("Get-HybridmailHost", properties=["UserName"])),
-                                                  user="FABRIKAM\\svc-audit")
+    response = ex01.handle_request(request(call("Get-HybridmailHost", properties=["UserName"])), user="FABRIKAM\\svc-audit")
     assert response["calls"][0]["objects"] == [{"UserName": "FABRIKAM\\svc-audit"}]
     edge = Fleet.from_dict({"servers": [{"name": "EDGE01", "role": "edge"}]}).servers["EDGE01"]
     response = edge.handle_request(request(call("Get-HybridmailHost", properties=["UserName"])), user="Administrator")
