@@ -99,10 +99,10 @@ class RunnerOutputError(RunnerError):
 class RequestFailed(RunnerError):
     """The runner refused or could not run the whole request (response "error")."""
 
-    def __init__(self, host: str, error_type: str, error_message: str):
+    def __init__(self, host: str, error_type: str, error_message: str, message: str | None = None):
         self.error_type = error_type
         self.error_message = error_message
-        super().__init__(host, "%s: %s" % (error_type, error_message))
+        super().__init__(host, message or "%s: %s" % (error_type, error_message))
 
 
 class BadRequest(RequestFailed):
@@ -123,10 +123,9 @@ class LanguageModeRefused(RequestFailed):
 
     def __init__(self, host: str, mode: str):
         self.language_mode = mode
-        self.error_type = "LanguageMode"
-        self.error_message = ("PowerShell runs in %s mode (AppLocker/WDAC); the runner needs FullLanguage. "
-                              "Nothing was run." % (mode or "an unknown language"))
-        RunnerError.__init__(self, host, self.error_message)
+        text = ("PowerShell runs in %s mode (AppLocker/WDAC); the runner needs FullLanguage. Nothing was run."
+                % (mode or "an unknown language"))
+        super().__init__(host, "LanguageMode", text, message=text)
 
 
 class CallFailed(RunnerError):
