@@ -11,7 +11,6 @@ every no_log value is removed.
 
 from __future__ import annotations
 
-import base64
 import datetime
 
 from ansible.errors import AnsibleError
@@ -19,7 +18,7 @@ from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.hybridmail.exchange.plugins.plugin_utils import (
-    _args, _enforce, _facts, _pfx, _plan, _rollout, _snapshot, _transport,
+    _args, _enforce, _facts, _pfx, _plan, _rollout, _runner, _snapshot, _transport,
 )
 
 ARGUMENT_SPEC = dict(
@@ -140,8 +139,8 @@ class ActionModule(ActionBase):
             if options.pin_connectors and _rollout.certificate_on(before, pfx.thumbprint) is not None:
                 chain_problem = _rollout.chain_finding(before, pfx.thumbprint, store, now, options.names, min_key_bits)["problem"]
             rollout = _rollout.plan_present(
-                before, pfx, options, {"__hybridmail": "bytes", "value": base64.b64encode(data).decode("ascii")},
-                {"__hybridmail": "secure_string", "value": password} if password else None, verdicts, chain_problem)
+                before, pfx, options, _runner.bytes_value(data), _runner.secure_string_value(password) if password else None,
+                verdicts, chain_problem)
             watched = [pfx.thumbprint]
             final = _rollout.final_services(before, pfx.thumbprint, options.services)
         elif options.state == _rollout.ABSENT:

@@ -17,6 +17,9 @@ import re
 
 WIRE_VERSION = 1
 RESULT_PREFIX = "HYBRIDMAIL-RESULT:"
+# What runner.ps1 prints instead of a result when it must not run at all, then exit 1:
+# HYBRIDMAIL-REFUSED:<reason>:<detail>; the only reason today is LanguageMode (detail: the mode).
+REFUSED_PREFIX = "HYBRIDMAIL-REFUSED:"
 REQUEST_VARIABLE = "HybridmailRequest"
 
 RUNNER_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner.ps1")
@@ -31,14 +34,14 @@ EXCHANGE_CMDLETS = (
     "Get-ReceiveConnector",
     "Get-HybridConfiguration",
     "Get-Queue",
-    "Get-ManagementRole",
-    "Get-ManagementRoleAssignment",
     "Enable-ExchangeCertificate",
     "Remove-ExchangeCertificate",
     "Set-SendConnector",
     "Set-ReceiveConnector",
     "Import-ExchangeCertificate",
     "Set-HybridConfiguration",
+    "Get-ManagementRoleAssignment",
+    "Get-ManagementRole",
 )
 # Windows cmdlets that need no Exchange session.
 WINDOWS_CMDLETS = ("Get-WinEvent",)
@@ -51,6 +54,8 @@ RUNNER_HELPERS = (
 ALLOWED_CMDLETS = EXCHANGE_CMDLETS + WINDOWS_CMDLETS + RUNNER_HELPERS
 
 SESSION_LOADS = ("auto", "none", "snapin", "e2010", "remote_exchange")
+# Typed parameter values ({"__hybridmail": kind, ...}) and what runner.ps1 makes of them.
+TYPED_VALUES = ("computername", "days_ago", "bytes", "secure_string")
 
 # Common PowerShell arguments, identical to ansible.builtin.powershell's so that the winrm (2.19+)
 # and psrp connection plugins recognise an already encoded command and do not wrap it again.
@@ -78,6 +83,12 @@ def load_runner_text() -> str:
         return runner_file.read()
 
 
+# Read once, on import: the action plugin is imported by the controller before it forks a worker per
+# host, so every worker inherits the text (and its ASCII bytes) instead of reading and encoding it.
+_RUNNER_TEXT = load_runner_text()
+_RUNNER_BYTES = _RUNNER_TEXT.encode("ascii")
+
+
 def encode_json(document) -> str:
     """Base64 of the UTF-8 JSON of a document (request or response)."""
     return base64.b64encode(json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")).decode("ascii")
@@ -95,8 +106,13 @@ def decode_json(text: str):
 def compose_script(request: dict, runner_text: str | None = None) -> str:
     """The script sent to the server: one line assigning the request, then runner.ps1 unchanged."""
     if runner_text is None:
-        runner_text = load_runner_text()
+        runner_text = _RUNNER_TEXT
     return "$%s = '%s'\n%s" % (REQUEST_VARIABLE, encode_json(request), runner_text)
+
+
+def compose_script_bytes(request: dict) -> bytes:
+    """compose_script(request) as the ASCII bytes sent on stdin, without re-encoding runner.ps1."""
+    return ("$%s = '%s'\n" % (REQUEST_VARIABLE, encode_json(request))).encode("ascii") + _RUNNER_BYTES
 
 
 def split_script(script: str):
@@ -113,8 +129,11 @@ def encode_command(script: str) -> str:
     return " ".join(POWERSHELL_ARGS + ("-EncodedCommand", encoded))
 
 
+_ENCODED_BOOTSTRAP = encode_command(BOOTSTRAP)
+
+
 def encoded_bootstrap() -> str:
-    return encode_command(BOOTSTRAP)
+    return _ENCODED_BOOTSTRAP
 
 
 def find_result(stdout: str):
@@ -125,6 +144,20 @@ def find_result(stdout: str):
         if line.startswith(RESULT_PREFIX):
             payload = line[len(RESULT_PREFIX):]
     return payload
+
+
+def find_refusal(stdout: str):
+    """(reason, detail) of a HYBRIDMAIL-REFUSED:<reason>:<detail> line in stdout, or None."""
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith(REFUSED_PREFIX):
+            reason, _separator, detail = line[len(REFUSED_PREFIX):].partition(":")
+            return reason, detail
+    return None
+
+
+def refusal_line(reason: str, detail: str) -> str:
+    return "%s%s:%s" % (REFUSED_PREFIX, reason, detail)
 
 
 def result_line(response: dict) -> str:
@@ -145,3 +178,102 @@ def canonical(value) -> str:
 def canonical_rows(objects, properties) -> list:
     """Sorted canonical rows of objects over properties: what a guard compares."""
     return sorted("\x1f".join(canonical(obj.get(name)) for name in properties) for obj in objects)
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed values and the request check (the controller's side of the runner's checks)
+# ---------------------------------------------------------------------------------------------
+
+
+def bytes_value(data: bytes) -> dict:
+    """A parameter value the runner passes as [byte[]] (e.g. Import-ExchangeCertificate -FileData)."""
+    return {"__hybridmail": "bytes", "value": base64.b64encode(bytes(data)).decode("ascii")}
+
+
+def secure_string_value(text: str) -> dict:
+    """A parameter value the runner passes as a SecureString (e.g. -Password); the text travels in the
+    request like every other value (base64 JSON over the connection), so keep requests out of logs."""
+    return {"__hybridmail": "secure_string", "value": str(text)}
+
+
+class RequestError(ValueError):
+    """A request the runner would refuse (kind "RequestRefused") or reject (kind "BadRequest")."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def _check_value(value, where: str) -> None:
+    if isinstance(value, dict):
+        if "__hybridmail" not in value:
+            for key, item in value.items():
+                _check_value(item, "%s.%s" % (where, key))
+            return
+        kind, given = value.get("__hybridmail"), value.get("value")
+        if kind not in TYPED_VALUES:
+            raise RequestError("BadRequest", "%s: unknown typed value %r" % (where, kind))
+        if kind == "days_ago" and (isinstance(given, bool) or not isinstance(given, int)):
+            raise RequestError("BadRequest", "%s: days_ago needs an integer value, got %r" % (where, given))
+        if kind == "bytes":
+            try:
+                base64.b64decode(given if isinstance(given, str) else None, validate=True)
+            except (TypeError, binascii.Error):
+                raise RequestError("BadRequest", "%s: bytes needs a base64 string value" % where) from None
+        if kind == "secure_string" and not isinstance(given, str):
+            raise RequestError("BadRequest", "%s: secure_string needs a string value" % where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_value(item, "%s[%d]" % (where, index))
+
+
+def check_request(request) -> None:
+    """Raise RequestError for a request runner.ps1 would not run as meant; return None when it is fine.
+
+    The runner itself re-checks only what keeps the server safe (allow-list, read-only, variables);
+    the shape is checked here, on the controller, where it is tested.
+    """
+    if not isinstance(request, dict):
+        raise RequestError("BadRequest", "the request is not a JSON object")
+    version = request.get("version")
+    if isinstance(version, bool) or version != WIRE_VERSION:
+        raise RequestError("BadRequest", "unsupported request version %r (this runner speaks %d)" % (version, WIRE_VERSION))
+    if not isinstance(request.get("read_only"), bool):
+        raise RequestError("BadRequest", "read_only must be true or false")
+    session = request.get("session")
+    if not isinstance(session, dict) or session.get("load") not in SESSION_LOADS:
+        raise RequestError("BadRequest", "session.load must be one of %s" % ", ".join(SESSION_LOADS))
+    calls = request.get("calls")
+    if not isinstance(calls, list):
+        raise RequestError("BadRequest", "calls must be a list")
+    ids = set()
+    for index, call in enumerate(calls):
+        if not isinstance(call, dict) or not isinstance(call.get("cmdlet"), str):
+            raise RequestError("BadRequest", "call %d has no cmdlet" % index)
+        call_id = call.get("id")
+        if not isinstance(call_id, str) or not call_id or call_id in ids:
+            raise RequestError("BadRequest", "call %d needs a unique, non-empty string id" % index)
+        ids.add(call_id)
+        parameters = call.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise RequestError("BadRequest", "call %s: parameters must be an object" % call_id)
+        for name, value in parameters.items():
+            if name.lower().endswith("variable") or name.lower() == "outbuffer":
+                raise RequestError("BadRequest", "call %s: parameter %s is not allowed" % (call_id, name))
+            _check_value(value, "call %s: parameter %s" % (call_id, name))
+        properties = call.get("properties") or []
+        if not isinstance(properties, list) or not all(isinstance(name, str) for name in properties):
+            raise RequestError("BadRequest", "call %s: properties must be a list of names" % call_id)
+        expect = call.get("expect")
+        if expect is not None:
+            if is_mutation(call["cmdlet"]):
+                raise RequestError("BadRequest", "call %s: expect is only allowed on Get-* calls" % call_id)
+            if not isinstance(expect, list) or not all(isinstance(row, dict) for row in expect):
+                raise RequestError("BadRequest", "call %s: expect must be a list of objects" % call_id)
+    for call in calls:
+        if call["cmdlet"] not in ALLOWED_CMDLETS:
+            raise RequestError("RequestRefused", "call %s: %s is not allowed" % (call["id"], call["cmdlet"]))
+        if request["read_only"] and is_mutation(call["cmdlet"]):
+            raise RequestError("RequestRefused", "call %s: %s is not allowed in a read-only request"
+                               % (call["id"], call["cmdlet"]))

@@ -14,6 +14,7 @@ one exception class below, and every message names the inventory host:
         BadRequest
         RequestRefused
         SessionLoadFailed       the Exchange cmdlets could not be loaded
+        LanguageModeRefused     PowerShell is not in FullLanguage mode; error_type "LanguageMode"
       CallFailed                one call failed or was skipped; .call_id, .cmdlet, .error
         GuardFailed             a guard (expect) did not match
 
@@ -33,6 +34,9 @@ from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _runner
 display = Display()
 
 EXCERPT_CHARS = 400
+# PowerShell's FullyQualifiedErrorId when ConstrainedLanguage stops a .NET method call: should the
+# bootstrap itself be stopped before runner.ps1's own check can print its refusal line, stderr says so.
+CONSTRAINED_LANGUAGE_FQID = "MethodInvocationNotSupportedInConstrainedLanguage"
 
 
 def _transport_exceptions() -> tuple:
@@ -95,10 +99,10 @@ class RunnerOutputError(RunnerError):
 class RequestFailed(RunnerError):
     """The runner refused or could not run the whole request (response "error")."""
 
-    def __init__(self, host: str, error_type: str, error_message: str):
+    def __init__(self, host: str, error_type: str, error_message: str, message: str | None = None):
         self.error_type = error_type
         self.error_message = error_message
-        super().__init__(host, "%s: %s" % (error_type, error_message))
+        super().__init__(host, message or "%s: %s" % (error_type, error_message))
 
 
 class BadRequest(RequestFailed):
@@ -111,6 +115,17 @@ class RequestRefused(RequestFailed):
 
 class SessionLoadFailed(RequestFailed):
     """The runner could not load the Exchange cmdlets on host."""
+
+
+class LanguageModeRefused(RequestFailed):
+    """PowerShell on host runs in another language mode than FullLanguage (AppLocker/WDAC): the runner
+    printed HYBRIDMAIL-REFUSED:LanguageMode:<mode> and ran nothing."""
+
+    def __init__(self, host: str, mode: str):
+        self.language_mode = mode
+        text = ("PowerShell runs in %s mode (AppLocker/WDAC); the runner needs FullLanguage. Nothing was run."
+                % (mode or "an unknown language"))
+        super().__init__(host, "LanguageMode", text, message=text)
 
 
 class CallFailed(RunnerError):
@@ -173,7 +188,12 @@ def run_request(connection, request: dict, host: str) -> dict:
     Raises the RunnerError subclasses above.
     """
     calls = request.get("calls") or []
-    script = _runner.compose_script(request)
+    try:
+        _runner.check_request(request)
+    except _runner.RequestError as exc:
+        # What the runner would answer, said before anything is sent: nothing runs on host.
+        raise _REQUEST_ERRORS[exc.kind](host, exc.kind, exc.message) from None
+    script = _runner.compose_script_bytes(request)
     command = _runner.encoded_bootstrap()
     display.vvv("hybridmail: %d call(s) [%s], script %d bytes, read_only=%s" % (
         len(calls), ", ".join(str(call.get("cmdlet")) for call in calls), len(script), request.get("read_only")),
@@ -181,7 +201,7 @@ def run_request(connection, request: dict, host: str) -> dict:
 
     started = time.monotonic()
     try:
-        rc, b_stdout, b_stderr = connection.exec_command(command, in_data=script.encode("ascii"), sudoable=False)
+        rc, b_stdout, b_stderr = connection.exec_command(command, in_data=script, sudoable=False)
     except AnsibleConnectionFailure as exc:
         raise HostUnreachable(host, "connection failed: %s" % exc) from exc
     except _TRANSPORT_EXCEPTIONS as exc:
@@ -195,6 +215,14 @@ def run_request(connection, request: dict, host: str) -> dict:
                 host=host)
 
     payload = _runner.find_result(stdout)
+    refusal = _runner.find_refusal(stdout) if payload is None else None
+    if refusal is not None:
+        reason, detail = refusal
+        if reason == "LanguageMode":
+            raise LanguageModeRefused(host, detail)
+        raise RequestFailed(host, reason, detail)
+    if payload is None and CONSTRAINED_LANGUAGE_FQID in stderr:
+        raise LanguageModeRefused(host, "ConstrainedLanguage")
     if payload is None:
         if rc:
             raise RunnerOutputError(host, "the runner exited with rc %s without a result line" % rc, rc, stdout, stderr)

@@ -3,753 +3,294 @@
 # Copyright: (c) 2026, hybridmail.exchange contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 #
-# The controller sends ONE script: a first line that assigns $HybridmailRequest (base64 of a UTF-8
-# JSON request), then this file unchanged. The contract is docs/wire-contract.md. In order:
-#   1. decode and check the request (version, allow-listed cmdlets, read-only refusal);
-#   2. load the Exchange cmdlets once, and only if a call needs one (session.load);
-#   3. run the calls in order, each with its parameters splatted and -ErrorAction Stop;
-#   4. convert the requested properties to plain JSON values and print ONE line
-#      HYBRIDMAIL-RESULT:<base64 of UTF-8 JSON>, then exit 0.
-# The request is data, never code: no Invoke-Expression, no command built from strings. The only
-# commands a request can run are those in $AllowedCmdlets, and a read-only request naming any
-# command that does not start with Get- is refused whole.
+# Sent as ONE script: a line assigning $HybridmailRequest (base64 of UTF-8 JSON), then this file (docs/wire-contract.md).
+# The controller checked the request (_runner.check_request); this file re-checks what keeps the server safe, loads the
+# Exchange cmdlets once, splats each call into an allow-listed cmdlet, converts what it returns, prints ONE result line.
+# Windows PowerShell 5.1 hazards, marked [Hn] where handled (each explained in docs/tested-runner.md):
+#  H1 ConvertTo-Json depth/enums/dates  H2 array unrolling, `return ,$x`  H3 enums: names, ints, deserialized
+#  H4 DateTime Kind, /Date()/  H5 byte[] vs deserialized RawData  H6 non-terminating errors: -ErrorAction Stop
+#  H7 Get-WinEvent NoMatchingEventsFound = no events (CSS-Exchange ManagedAvailabilityTroubleshooter.ps1)
+#  H8 Get-HybridConfiguration returns nothing / is no command on Edge  H9 Get-Queue on Edge
+#  H10 stray output before the result line  H11 console code page  H12 Set-StrictMode
+#  H13 $ErrorActionPreference stops at module scopes  H14 RemoteExchange.ps1 in a function scope
+#  H15 ConstrainedLanguage mode (checked first, as CSS-Exchange Setup/SetupAssist/SetupAssist.ps1 does)
 
-Set-StrictMode -Version 2
-$ErrorActionPreference = 'Stop'
+# [H15] First, with only what ConstrainedLanguage allows: nothing else runs outside FullLanguage.
+if ($ExecutionContext.SessionState.LanguageMode -ne 'FullLanguage') {
+    Write-Output ('HYBRIDMAIL-REFUSED:LanguageMode:' + $ExecutionContext.SessionState.LanguageMode)
+    exit 1
+}
+Set-StrictMode -Version 2 -ErrorAction Stop  # [H12]
+$ErrorActionPreference = 'Stop'  # for this file only [H13]
 $ProgressPreference = 'SilentlyContinue'
 
 $HybridmailWireVersion = 1
 $HybridmailResultPrefix = 'HYBRIDMAIL-RESULT:'
-
-# Everything a request may call: Exchange cmdlets, Windows cmdlets, and the helpers defined below.
-# Mirrors ALLOWED_CMDLETS in plugins/plugin_utils/_runner.py (a unit test keeps them equal).
+# Mirrors _runner.ALLOWED_CMDLETS (a unit test keeps them equal); the last four need no Exchange session.
 $AllowedCmdlets = @(
-    'Get-ExchangeServer',
-    'Get-ExchangeCertificate',
-    'Get-TransportService',
-    'Get-SendConnector',
-    'Get-ReceiveConnector',
-    'Get-HybridConfiguration',
-    'Get-Queue',
-    'Get-ManagementRole',
-    'Get-ManagementRoleAssignment',
-    'Enable-ExchangeCertificate',
-    'Remove-ExchangeCertificate',
-    'Set-SendConnector',
-    'Set-ReceiveConnector',
-    'Import-ExchangeCertificate',
-    'Set-HybridConfiguration',
-    'Get-WinEvent',
-    'Get-HybridmailHost',
-    'Get-HybridmailCertificateChain',
-    'Get-HybridmailTlsState'
+    'Get-ExchangeServer', 'Get-ExchangeCertificate', 'Get-TransportService', 'Get-SendConnector',
+    'Get-ReceiveConnector', 'Get-HybridConfiguration', 'Get-Queue', 'Enable-ExchangeCertificate',
+    'Remove-ExchangeCertificate', 'Set-SendConnector', 'Set-ReceiveConnector', 'Import-ExchangeCertificate',
+    'Set-HybridConfiguration', 'Get-ManagementRoleAssignment', 'Get-ManagementRole',
+    'Get-WinEvent', 'Get-HybridmailHost', 'Get-HybridmailCertificateChain', 'Get-HybridmailTlsState'
 )
-# The allowed commands that need no Exchange session; all others need the Exchange cmdlets loaded.
-$SessionFreeCmdlets = @(
-    'Get-WinEvent',
-    'Get-HybridmailHost',
-    'Get-HybridmailCertificateChain',
-    'Get-HybridmailTlsState'
-)
+$SessionFreeCmdlets = @('Get-WinEvent', 'Get-HybridmailHost', 'Get-HybridmailCertificateChain', 'Get-HybridmailTlsState')
 $SessionLoads = @('auto', 'none', 'snapin', 'e2010', 'remote_exchange')
 
-
-# ------------------------------------------------------------------------------------------------
-# Helpers a request may call. Read-only, named like cmdlets, listed in $AllowedCmdlets.
-# ------------------------------------------------------------------------------------------------
-
 function Get-HybridmailHost {
-    # One object describing this host.
-    [CmdletBinding()]
-    param()
-    $ipProperties = [System.Net.NetworkInformation.IPGlobalProperties]::GetIPGlobalProperties()
-    $fqdn = $ipProperties.HostName
-    if ($ipProperties.DomainName) {
-        $fqdn = $ipProperties.HostName + '.' + $ipProperties.DomainName
-    }
-    [pscustomobject]@{
-        ComputerName      = $env:COMPUTERNAME
-        Fqdn              = $fqdn
-        Domain            = $ipProperties.DomainName
-        PowerShellVersion = $PSVersionTable.PSVersion.ToString()
-        OSVersion         = [System.Environment]::OSVersion.Version.ToString()
-        Culture           = [System.Globalization.CultureInfo]::CurrentCulture.Name
-    }
+    # Read-only helper: this host, its PowerShell, and the account the session runs as.
+    [CmdletBinding()] param()
+    $ip = [System.Net.NetworkInformation.IPGlobalProperties]::GetIPGlobalProperties()
+    $fqdn = $ip.HostName
+    if ($ip.DomainName) { $fqdn = $ip.HostName + '.' + $ip.DomainName }
+    $edition = 'Desktop'  # $PSVersionTable.PSEdition is absent before 5.1; those are all Desktop
+    if ($PSVersionTable.ContainsKey('PSEdition')) { $edition = [string]$PSVersionTable['PSEdition'] }
+    [pscustomobject]@{ ComputerName = $env:COMPUTERNAME; Fqdn = $fqdn; Domain = $ip.DomainName; PSEdition = $edition
+        PowerShellVersion = $PSVersionTable.PSVersion.ToString(); OSVersion = [System.Environment]::OSVersion.Version.ToString()
+        Culture = [System.Globalization.CultureInfo]::CurrentCulture.Name; LanguageMode = [string]$ExecutionContext.SessionState.LanguageMode
+        UserName = [System.Security.Principal.WindowsIdentity]::GetCurrent().Name }
 }
 
 function Get-HybridmailCertificateChain {
-    # One object per certificate in Cert:\LocalMachine\My: the chain Windows builds for it from the
-    # local certificate stores, leaf first. Revocation is not checked; nothing is downloaded.
-    [CmdletBinding()]
-    param()
-    foreach ($certificate in @(Get-ChildItem -Path 'Cert:\LocalMachine\My')) {
-        $chain = New-Object -TypeName System.Security.Cryptography.X509Certificates.X509Chain -ArgumentList $true
+    # Read-only helper, per certificate in Cert:\LocalMachine\My: the chain Windows builds from the local
+    # stores, leaf first. No revocation check, nothing downloaded: what Schannel can send is what is here.
+    [CmdletBinding()] param()
+    foreach ($certificate in @(Get-ChildItem -Path 'Cert:\LocalMachine\My' -ErrorAction Stop)) {
+        $chain = New-Object -TypeName System.Security.Cryptography.X509Certificates.X509Chain -ArgumentList $true -ErrorAction Stop
         $chain.ChainPolicy.RevocationMode = [System.Security.Cryptography.X509Certificates.X509RevocationMode]::NoCheck
         $chain.ChainPolicy.UrlRetrievalTimeout = [System.TimeSpan]::FromMilliseconds(1)
-        if ($null -ne $chain.ChainPolicy.PSObject.Properties['DisableCertificateDownloads']) {
-            $chain.ChainPolicy.DisableCertificateDownloads = $true
-        }
+        if ($chain.ChainPolicy.PSObject.Properties['DisableCertificateDownloads']) { $chain.ChainPolicy.DisableCertificateDownloads = $true }
         $null = $chain.Build($certificate)
-
-        $thumbprints = New-Object -TypeName 'System.Collections.Generic.List[string]'
-        $rawData = New-Object -TypeName 'System.Collections.Generic.List[string]'
-        foreach ($element in $chain.ChainElements) {
-            $thumbprints.Add($element.Certificate.Thumbprint)
-            $rawData.Add([System.Convert]::ToBase64String($element.Certificate.RawData))
-        }
-        $status = New-Object -TypeName 'System.Collections.Generic.List[string]'
-        foreach ($chainStatus in $chain.ChainStatus) {
-            foreach ($flag in ($chainStatus.Status.ToString() -split ', ')) {
-                if (-not $status.Contains($flag)) {
-                    $status.Add($flag)
-                }
-            }
-        }
-        $chain.Reset()
-
-        [pscustomobject]@{
-            Thumbprint       = $certificate.Thumbprint
-            ChainThumbprints = $thumbprints.ToArray()
-            ChainRawData     = $rawData.ToArray()
-            ChainStatus      = $status.ToArray()
-        }
+        $elements = @(foreach ($element in $chain.ChainElements) { $element.Certificate })
+        $status = @(foreach ($item in $chain.ChainStatus) { $item.Status.ToString() -split ', ' })
+        [pscustomobject]@{ Thumbprint = $certificate.Thumbprint; ChainStatus = [string[]]@($status | Select-Object -Unique -ErrorAction Stop)
+            ChainThumbprints = [string[]]@(foreach ($element in $elements) { $element.Thumbprint })
+            ChainRawData = [string[]]@(foreach ($element in $elements) { [System.Convert]::ToBase64String($element.RawData) }) }
+        $null = $chain.Reset()
     }
 }
 
 function Get-HybridmailTlsState {
-    # One object: the SCHANNEL TLS 1.2 registry values and .NET 4 strong crypto, each a bool, or
-    # null when the value is absent (Windows then uses its default).
-    [CmdletBinding()]
-    param()
-    $tls12 = 'HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Control\SecurityProviders\SCHANNEL\Protocols\TLS 1.2'
-    $net4 = 'HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\.NETFramework\v4.0.30319'
-    [pscustomobject]@{
-        Tls12ClientEnabled           = Read-HybridmailRegistryFlag -Key ($tls12 + '\Client') -Name 'Enabled'
-        Tls12ClientDisabledByDefault = Read-HybridmailRegistryFlag -Key ($tls12 + '\Client') -Name 'DisabledByDefault'
-        Tls12ServerEnabled           = Read-HybridmailRegistryFlag -Key ($tls12 + '\Server') -Name 'Enabled'
-        Tls12ServerDisabledByDefault = Read-HybridmailRegistryFlag -Key ($tls12 + '\Server') -Name 'DisabledByDefault'
-        StrongCryptoNet4             = Read-HybridmailRegistryFlag -Key $net4 -Name 'SchUseStrongCrypto'
+    # Read-only helper: SCHANNEL TLS 1.2 and .NET 4 strong crypto registry values, bool (non-zero = true) or
+    # null when absent (Windows then uses its default); the keys of CSS-Exchange Shared/TLS/Get-AllTlsSettingsFromRegistry.ps1.
+    [CmdletBinding()] param()
+    $tls12 = 'HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Control\SecurityProviders\SCHANNEL\Protocols\TLS 1.2\'
+    $keys = [ordered]@{
+        Tls12ClientEnabled = @(($tls12 + 'Client'), 'Enabled'); Tls12ClientDisabledByDefault = @(($tls12 + 'Client'), 'DisabledByDefault')
+        Tls12ServerEnabled = @(($tls12 + 'Server'), 'Enabled'); Tls12ServerDisabledByDefault = @(($tls12 + 'Server'), 'DisabledByDefault')
+        StrongCryptoNet4 = @('HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\.NETFramework\v4.0.30319', 'SchUseStrongCrypto')
     }
+    $state = [ordered]@{}
+    foreach ($name in $keys.Keys) {
+        $value = [Microsoft.Win32.Registry]::GetValue($keys[$name][0], $keys[$name][1], $null)
+        $state[$name] = $null
+        if ($null -ne $value) { $state[$name] = ([long]$value -ne 0) }
+    }
+    [pscustomobject]$state
 }
 
-function Read-HybridmailRegistryFlag {
-    # A registry value as a bool (non-zero is true), or $null when the key or the value is absent.
-    param([string]$Key, [string]$Name)
-    $value = [Microsoft.Win32.Registry]::GetValue($Key, $Name, $null)
-    if ($null -eq $value) {
-        return $null
-    }
-    return ([long]$value -ne 0)
-}
-
-
-# ------------------------------------------------------------------------------------------------
-# The request
-# ------------------------------------------------------------------------------------------------
-
-function ConvertFrom-HybridmailJson {
-    # ConvertFrom-Json output -> plain data: every JSON object becomes a hashtable (Windows
-    # PowerShell 5.1 has no -AsHashtable), every JSON array an object[].
-    param($Node)
-    if ($Node -is [System.Management.Automation.PSCustomObject]) {
-        $table = @{}
-        foreach ($property in $Node.PSObject.Properties) {
-            $table[$property.Name] = ConvertFrom-HybridmailJson -Node $property.Value
-        }
-        return $table
-    }
-    if ($Node -is [System.Array]) {
-        $items = New-Object -TypeName 'System.Collections.Generic.List[object]'
-        foreach ($item in $Node) {
-            $items.Add((ConvertFrom-HybridmailJson -Node $item))
-        }
-        return ,$items.ToArray()
-    }
-    return $Node
-}
-
-function Test-HybridmailInteger {
-    param($Value)
-    return ($Value -is [int] -or $Value -is [long])
-}
-
-function Read-HybridmailRequest {
-    # Decode and check the shape of the request. Returns the request as hashtables; throws a
-    # message for anything malformed (the runner answers BadRequest).
-    param([string]$Encoded)
-    $json = [System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String($Encoded))
-    $request = ConvertFrom-HybridmailJson -Node (ConvertFrom-Json -InputObject $json)
-    if (-not ($request -is [hashtable])) {
-        throw 'the request is not a JSON object'
-    }
-    $version = $request['version']
-    if (-not (Test-HybridmailInteger -Value $version) -or $version -ne $HybridmailWireVersion) {
-        throw ('unsupported request version ' + [string]$version + ', this runner speaks ' + $HybridmailWireVersion)
-    }
-    if (-not ($request['read_only'] -is [bool])) {
-        throw 'read_only must be true or false'
-    }
-    $load = 'auto'
-    if ($null -ne $request['session']) {
-        if (-not ($request['session'] -is [hashtable])) {
-            throw 'session must be an object'
-        }
-        if ($null -ne $request['session']['load']) {
-            $load = $request['session']['load']
-        }
-    }
-    if (-not ($load -is [string]) -or $SessionLoads -cnotcontains $load) {
-        throw ('unknown session.load ' + [string]$load)
-    }
-    $request['load'] = $load
-
-    if (-not ($request['calls'] -is [System.Array])) {
-        throw 'calls must be a list'
-    }
-    $ids = @{}
-    foreach ($call in $request['calls']) {
-        if (-not ($call -is [hashtable])) {
-            throw 'every call must be an object'
-        }
-        $id = $call['id']
-        if (-not ($id -is [string]) -or $id.Length -eq 0) {
-            throw 'every call needs a non-empty string id'
-        }
-        if ($ids.ContainsKey($id)) {
-            throw ('duplicate call id ' + $id)
-        }
-        $ids[$id] = $true
-        if (-not ($call['cmdlet'] -is [string])) {
-            throw ('call ' + $id + ': cmdlet must be a string')
-        }
-        if ($null -eq $call['parameters']) {
-            $call['parameters'] = @{}
-        }
-        if (-not ($call['parameters'] -is [hashtable])) {
-            throw ('call ' + $id + ': parameters must be an object')
-        }
-        foreach ($key in $call['parameters'].Keys) {
-            # no -OutVariable, -ErrorVariable, -PipelineVariable ...: a request cannot set variables
-            if ($key -like '*Variable' -or $key -eq 'OutBuffer') {
-                throw ('call ' + $id + ': parameter ' + $key + ' is not allowed')
-            }
-        }
-        if ($null -eq $call['properties']) {
-            $call['properties'] = @()
-        }
-        if (-not ($call['properties'] -is [System.Array])) {
-            throw ('call ' + $id + ': properties must be a list')
-        }
-        foreach ($name in $call['properties']) {
-            if (-not ($name -is [string])) {
-                throw ('call ' + $id + ': property names must be strings')
-            }
-        }
-        $call['mutation'] = -not $call['cmdlet'].StartsWith('Get-', [System.StringComparison]::Ordinal)
-        if ($null -ne $call['expect']) {
-            if ($call['mutation']) {
-                throw ('call ' + $id + ': expect is only allowed on Get- calls')
-            }
-            if (-not ($call['expect'] -is [System.Array])) {
-                throw ('call ' + $id + ': expect must be a list')
-            }
-            foreach ($row in $call['expect']) {
-                if (-not ($row -is [hashtable])) {
-                    throw ('call ' + $id + ': every expect row must be an object')
-                }
-            }
-        }
-    }
-    return $request
-}
-
-function Test-HybridmailRefusal {
-    # Why the request must not run at all (the runner answers RequestRefused), or $null.
-    param($Request)
-    foreach ($call in $Request['calls']) {
-        if ($AllowedCmdlets -cnotcontains $call['cmdlet']) {
-            return ('call ' + $call['id'] + ': ' + $call['cmdlet'] + ' is not allowed')
-        }
-        if ($Request['read_only'] -and $call['mutation']) {
-            return ('call ' + $call['id'] + ': ' + $call['cmdlet'] + ' is not allowed in a read-only request')
-        }
-    }
-    return $null
+function Read-HybridmailProperty {
+    # One property of an object (request or cmdlet output); $Default when it has none, it is null or its getter throws.
+    param($InputObject, [string]$Name, $Default = $null)
+    $property = $InputObject.PSObject.Properties[$Name]
+    try { if ($null -ne $property -and $null -ne $property.Value) { return ,$property.Value } } catch { $property = $null }
+    return ,$Default  # [H2]
 }
 
 function ConvertTo-HybridmailArgument {
-    # A request parameter value -> the value splatted. Typed values first:
-    #   {"__hybridmail": "computername"}           -> $env:COMPUTERNAME
-    #   {"__hybridmail": "days_ago", "value": N}    -> (Get-Date).AddDays(-N)
-    #   {"__hybridmail": "bytes", "value": B64}     -> [byte[]] (Import-ExchangeCertificate -FileData)
-    #   {"__hybridmail": "secure_string", "value": T} -> SecureString built here (-Password); T never leaves
-    # any other object -> hashtable, array -> object[], scalars as they are.
+    # A parameter value from ConvertFrom-Json -> the value splatted. Typed values first; any other JSON
+    # object -> hashtable (Get-WinEvent -FilterHashtable), array -> object[] [H2], scalars as they are.
     param($Value)
-    if ($Value -is [hashtable]) {
-        if ($Value.ContainsKey('__hybridmail')) {
-            $kind = $Value['__hybridmail']
-            if ($kind -ceq 'computername') {
-                return $env:COMPUTERNAME
-            }
-            if ($kind -ceq 'days_ago') {
-                $days = $Value['value']
-                if (-not (Test-HybridmailInteger -Value $days)) {
-                    throw 'days_ago needs an integer value'
-                }
-                return (Get-Date).AddDays(-$days)
-            }
-            if ($kind -ceq 'bytes') {
-                return ,[System.Convert]::FromBase64String([string]$Value['value'])
-            }
-            if ($kind -ceq 'secure_string') {
-                $secure = New-Object -TypeName 'System.Security.SecureString'
-                foreach ($character in ([string]$Value['value']).ToCharArray()) {
-                    $secure.AppendChar($character)
-                }
-                $secure.MakeReadOnly()
-                return $secure
-            }
-            throw ('unknown typed value ' + [string]$kind)
-        }
+    if ($Value -is [System.Array]) { return ,@(foreach ($item in $Value) { ,(ConvertTo-HybridmailArgument -Value $item) }) }
+    if ($Value -isnot [System.Management.Automation.PSCustomObject]) { return $Value }
+    $kind = Read-HybridmailProperty -InputObject $Value -Name '__hybridmail'
+    $given = Read-HybridmailProperty -InputObject $Value -Name 'value'
+    if ($null -eq $kind) {
         $table = @{}
-        foreach ($key in $Value.Keys) {
-            $table[$key] = ConvertTo-HybridmailArgument -Value $Value[$key]
-        }
+        foreach ($property in $Value.PSObject.Properties) { $table[$property.Name] = ConvertTo-HybridmailArgument -Value $property.Value }
         return $table
     }
-    if ($Value -is [System.Array]) {
-        $items = New-Object -TypeName 'System.Collections.Generic.List[object]'
-        foreach ($item in $Value) {
-            $items.Add((ConvertTo-HybridmailArgument -Value $item))
-        }
-        return ,$items.ToArray()
-    }
-    return $Value
-}
-
-
-# ------------------------------------------------------------------------------------------------
-# Loading the Exchange cmdlets
-# ------------------------------------------------------------------------------------------------
-
-function Test-HybridmailExchangeLoaded {
-    return ($null -ne (Get-Command -Name 'Get-ExchangeCertificate' -ErrorAction Ignore))
-}
-
-function Add-HybridmailSnapin {
-    # Add Exchange snap-ins by name (those already added are skipped); throws when one is missing.
-    param([string[]]$Name)
-    foreach ($snapin in $Name) {
-        if ($null -eq (Get-PSSnapin -Name $snapin -ErrorAction Ignore)) {
-            Add-PSSnapin -Name $snapin -ErrorAction Stop
-        }
-    }
-}
-
-function Read-HybridmailEdgeSnapin {
-    # The Exchange snap-ins listed in bin\exShell.psc1 (how the Edge Transport shell loads them).
-    param([string]$InstallPath)
-    $names = New-Object -TypeName 'System.Collections.Generic.List[string]'
-    $consoleFile = Join-Path -Path $InstallPath -ChildPath 'bin\exShell.psc1'
-    if (Test-Path -LiteralPath $consoleFile -PathType Leaf) {
-        $document = New-Object -TypeName System.Xml.XmlDocument
-        $document.XmlResolver = $null
-        $document.Load($consoleFile)
-        foreach ($node in $document.SelectNodes('//PSSnapIn')) {
-            $snapin = $node.GetAttribute('Name')
-            if ($snapin -like 'Microsoft.Exchange.*') {
-                $names.Add($snapin)
-            }
-        }
-    }
-    return ,$names.ToArray()
+    if ($kind -ceq 'computername') { return $env:COMPUTERNAME }
+    if ($kind -ceq 'days_ago') { return (Get-Date -ErrorAction Stop).AddDays(-[int]$given) }
+    if ($kind -ceq 'bytes') { return ,[System.Convert]::FromBase64String([string]$given) }  # e.g. -FileData
+    if ($kind -ceq 'secure_string') { return (ConvertTo-SecureString -String ([string]$given) -AsPlainText -Force -ErrorAction Stop) }
+    throw ('unknown typed value ' + $kind)
 }
 
 function Import-HybridmailExchange {
-    # Make the Exchange cmdlets available as session.load says. Returns how: 'present' (already
-    # there), 'snapin', 'e2010', 'edge' or 'remote_exchange'; throws with everything it tried.
-    # auto tries: present -> snapin -> e2010 -> edge (exShell.psc1) -> remote_exchange.
-    # The caller dot-sources this function (". Import-HybridmailExchange") so that what
-    # RemoteExchange.ps1 defines and imports stays in the runner's scope after the function ends.
+    # Load the Exchange cmdlets as session.load says; returns how ('present', 'snapin', 'e2010', 'edge' =
+    # the snap-ins bin\exShell.psc1 lists, 'remote_exchange'), or throws with what each step said. auto:
+    # present, snapin, e2010, edge, remote_exchange. Followed: CSS-Exchange Shared/Confirm-ExchangeShell.ps1.
+    # Get-Command/Get-PSSnapin -ErrorAction Ignore are probes: "not there" is an answer, not an error.
     param([string]$LoadMode)
-    if ($LoadMode -ceq 'auto' -and (Test-HybridmailExchangeLoaded)) {
-        return 'present'
-    }
-    $loadSteps = @($LoadMode)
-    if ($LoadMode -ceq 'auto') {
-        $loadSteps = @('snapin', 'e2010', 'edge', 'remote_exchange')
-    }
-    $loadInstallPath = [System.Environment]::GetEnvironmentVariable('ExchangeInstallPath')
-    $loadProblems = New-Object -TypeName 'System.Collections.Generic.List[string]'
-    foreach ($loadStep in $loadSteps) {
+    if ($LoadMode -ceq 'auto' -and $null -ne (Get-Command -Name 'Get-ExchangeCertificate' -ErrorAction Ignore)) { return 'present' }
+    $steps = @($LoadMode)
+    if ($LoadMode -ceq 'auto') { $steps = @('snapin', 'e2010', 'edge', 'remote_exchange') }
+    $problems = @()
+    foreach ($step in $steps) {
         try {
-            if ($loadStep -ceq 'snapin') {
-                Add-HybridmailSnapin -Name 'Microsoft.Exchange.Management.PowerShell.SnapIn'
-            }
-            elseif ($loadStep -ceq 'e2010') {
-                Add-HybridmailSnapin -Name 'Microsoft.Exchange.Management.PowerShell.E2010'
-            }
-            elseif (-not $loadInstallPath) {
-                # edge and remote_exchange need the Exchange install path
-                throw 'ExchangeInstallPath is not set'
-            }
-            elseif ($loadStep -ceq 'edge') {
-                $edgeSnapins = Read-HybridmailEdgeSnapin -InstallPath $loadInstallPath
-                if (@($edgeSnapins).Count -eq 0) {
-                    throw 'no Exchange snap-in listed in bin\exShell.psc1'
+            if ($step -ceq 'remote_exchange') {
+                # [H14] Import-Module, not a dot-source in this scope; [H12] Exchange's scripts are not
+                # written for strict mode or 'Stop'. Connect-ExchangeServer (a function of that script)
+                # reports trouble through Write-Host and $Error: the probe below judges the outcome.
+                Set-StrictMode -Off -ErrorAction Stop
+                $ErrorActionPreference = 'Continue'
+                try {
+                    Import-Module -Name (Join-Path -Path $env:ExchangeInstallPath -ChildPath 'bin\RemoteExchange.ps1' -ErrorAction Stop) -ErrorAction Stop
+                    $null = Connect-ExchangeServer -Auto -ClientApplication:ManagementShell
                 }
-                Add-HybridmailSnapin -Name $edgeSnapins
+                finally { $ErrorActionPreference = 'Stop'; Set-StrictMode -Version 2 -ErrorAction Stop }
             }
             else {
-                # remote_exchange: Exchange's supported way (a second hop to an Exchange server).
-                # Exchange's own scripts are not written for strict mode or 'Stop'; what they
-                # print is not ours to return.
-                $remoteExchangeScript = Join-Path -Path $loadInstallPath -ChildPath 'bin\RemoteExchange.ps1'
-                Set-StrictMode -Off
-                $ErrorActionPreference = 'SilentlyContinue'
-                $Error.Clear()
-                try {
-                    $null = . $remoteExchangeScript
-                    $null = Connect-ExchangeServer -auto -ClientApplication:ManagementShell
+                $names = @('Microsoft.Exchange.Management.PowerShell.SnapIn')
+                if ($step -ceq 'e2010') { $names = @('Microsoft.Exchange.Management.PowerShell.E2010') }
+                if ($step -ceq 'edge') {
+                    [xml]$console = Get-Content -LiteralPath (Join-Path -Path $env:ExchangeInstallPath -ChildPath 'bin\exShell.psc1' -ErrorAction Stop) -ErrorAction Stop
+                    $names = @(foreach ($snapin in $console.PSConsoleFile.PSSnapIns.PSSnapIn) { $snapin.Name })
                 }
-                finally {
-                    $ErrorActionPreference = 'Stop'
-                    Set-StrictMode -Version 2
-                }
-                if ($Error.Count -gt 0 -and -not (Test-HybridmailExchangeLoaded)) {
-                    throw ([string]$Error[0])
-                }
+                foreach ($name in @($names | Where-Object -ErrorAction Stop { $null -eq (Get-PSSnapin -Name $_ -ErrorAction Ignore) })) { Add-PSSnapin -Name $name -ErrorAction Stop }
             }
-            if (Test-HybridmailExchangeLoaded) {
-                return $loadStep
-            }
-            $loadProblems.Add($loadStep + ': the Exchange cmdlets are still missing')
+            if ($null -ne (Get-Command -Name 'Get-ExchangeCertificate' -ErrorAction Ignore)) { return $step }
+            $problems += ($step + ': the Exchange cmdlets are still missing')
         }
-        catch {
-            $loadProblems.Add($loadStep + ': ' + $_.Exception.Message)
-        }
+        catch { $problems += ($step + ': ' + $_.Exception.Message) }
     }
-    throw ('cannot load the Exchange cmdlets (' + ($loadProblems -join '; ') + ')')
+    throw ('cannot load the Exchange cmdlets (' + ($problems -join '; ') + ')')
 }
 
-
-# ------------------------------------------------------------------------------------------------
-# Values: the one converter of the wire contract, and the canonical strings guards compare
-# ------------------------------------------------------------------------------------------------
-
 function ConvertTo-HybridmailValue {
-    # Any value -> null, string, bool, number, or an array of those:
-    #   enum -> name ('IMAP, POP, IIS, SMTP'; 'None'), also for enums from a remote session
-    #   DateTime/DateTimeOffset -> 'yyyy-MM-ddTHH:mm:ssZ' (UTC)   byte[] -> base64
-    #   other enumerables (not strings or dictionaries) -> arrays   anything else -> its string
+    # THE converter: any value -> null, string, bool, number or an array of those [H1]. Enum -> name [H3],
+    # DateTime -> 'yyyy-MM-ddTHH:mm:ssZ' UTC [H4], byte[] -> base64 [H5], enumerables -> arrays, else ToString().
     param($Value, [int]$Depth = 0)
-    if ($null -eq $Value) {
-        return $null
-    }
-    if ($Value -is [System.Enum] -or $Value.PSObject.TypeNames -contains 'Deserialized.System.Enum') {
-        return [string]$Value
-    }
+    if ($null -eq $Value) { return $null }
+    if ($Value -is [System.Enum] -or $Value.PSObject.TypeNames -contains 'Deserialized.System.Enum') { return [string]$Value }
     $base = $Value.PSObject.BaseObject
-    if ($base -is [string] -or $base -is [bool]) {
-        return $base
-    }
-    if ($base -is [int] -or $base -is [long] -or $base -is [double] -or $base -is [decimal] -or
-        $base -is [single] -or $base -is [byte] -or $base -is [sbyte] -or $base -is [int16] -or
-        $base -is [uint16] -or $base -is [uint32] -or $base -is [uint64]) {
-        return $base
-    }
-    if ($base -is [System.DateTime]) {
-        return $base.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", [System.Globalization.CultureInfo]::InvariantCulture)
-    }
-    if ($base -is [System.DateTimeOffset]) {
-        return $base.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", [System.Globalization.CultureInfo]::InvariantCulture)
-    }
-    if ($base -is [byte[]]) {
-        return [System.Convert]::ToBase64String($base)
-    }
-    if ($Depth -lt 4 -and $base -is [System.Collections.IEnumerable] -and -not ($base -is [System.Collections.IDictionary])) {
-        $items = New-Object -TypeName 'System.Collections.Generic.List[object]'
-        foreach ($item in $base) {
-            $items.Add((ConvertTo-HybridmailValue -Value $item -Depth ($Depth + 1)))
-        }
-        return ,$items.ToArray()
+    $utc = "yyyy-MM-dd'T'HH:mm:ss'Z'"
+    if ($base -is [string] -or $base -is [bool]) { return $base }
+    if ($base -is [System.DateTime]) { return $base.ToUniversalTime().ToString($utc, [System.Globalization.CultureInfo]::InvariantCulture) }
+    if ($base -is [System.DateTimeOffset]) { return $base.UtcDateTime.ToString($utc, [System.Globalization.CultureInfo]::InvariantCulture) }
+    if ($base -is [System.ValueType] -and $base -is [System.IConvertible] -and $base -isnot [char]) { return $base }  # numbers
+    if ($base -is [byte[]]) { return [System.Convert]::ToBase64String($base) }
+    if ($Depth -lt 4 -and $base -is [System.Collections.IEnumerable] -and $base -isnot [System.Collections.IDictionary]) {
+        return ,@(foreach ($item in $base) { ,(ConvertTo-HybridmailValue -Value $item -Depth ($Depth + 1)) })  # [H2]
     }
     return [string]$Value
 }
 
-function ConvertTo-HybridmailCanonical {
-    # The canonical string of a converted value: null -> '', bool -> 'true'/'false', number ->
-    # invariant digits, string -> itself, array -> its items' canonical strings joined by LF.
-    param($Value)
-    if ($null -eq $Value) {
-        return ''
-    }
-    if ($Value -is [bool]) {
-        if ($Value) {
-            return 'true'
-        }
-        return 'false'
-    }
-    if ($Value -is [string]) {
-        return $Value
-    }
-    if ($Value -is [System.Array]) {
-        $parts = New-Object -TypeName 'System.Collections.Generic.List[string]'
-        foreach ($item in $Value) {
-            $parts.Add((ConvertTo-HybridmailCanonical -Value $item))
-        }
-        return [string]::Join("`n", $parts.ToArray())
-    }
-    return [System.Convert]::ToString($Value, [System.Globalization.CultureInfo]::InvariantCulture)
-}
-
-function Read-HybridmailProperty {
-    # One property of an output object, or $null when the object has no such property (or the
-    # property cannot be read).
-    param($InputObject, [string]$Name)
-    $property = $InputObject.PSObject.Properties[$Name]
-    if ($null -eq $property) {
-        return $null
-    }
-    try {
-        $value = $property.Value
-    }
-    catch {
-        return $null
-    }
-    return ,$value
-}
-
 function Format-HybridmailRow {
-    # A canonical row: the canonical strings of the named properties joined by U+001F.
-    param([string[]]$Names, $Lookup)
-    $cells = New-Object -TypeName 'System.Collections.Generic.List[string]'
-    foreach ($name in $Names) {
-        if ($Lookup -is [hashtable]) {
-            $value = ConvertTo-HybridmailValue -Value $Lookup[$name]
+    # The canonical row of an object over Names (_runner.canonical_rows): per converted value, null -> '',
+    # bool -> 'true'/'false', number -> invariant digits, array -> items joined by LF; cells joined by U+001F.
+    param($InputObject, [string[]]$Names)
+    $cells = foreach ($name in $Names) {
+        $value = ConvertTo-HybridmailValue -Value (Read-HybridmailProperty -InputObject $InputObject -Name $name)
+        $texts = foreach ($item in @($value)) {
+            if ($item -is [bool]) { $item.ToString().ToLowerInvariant() } else { [System.Convert]::ToString($item, [System.Globalization.CultureInfo]::InvariantCulture) }
         }
-        else {
-            $value = ConvertTo-HybridmailValue -Value (Read-HybridmailProperty -InputObject $Lookup -Name $name)
-        }
-        $cells.Add((ConvertTo-HybridmailCanonical -Value $value))
+        [string]::Join("`n", [string[]]@($texts))
     }
-    return [string]::Join([string][char]31, $cells.ToArray())
+    return [string]::Join([string][char]31, [string[]]@($cells))
 }
 
 function Test-HybridmailGuard {
-    # Whether the objects a call returned match its expect rows, as multisets of canonical rows
-    # over the property names the expect rows use (_runner.canonical_rows).
+    # Why on the server: a guard must stop the mutations of the SAME round trip when the server changed
+    # since the plan was made, so it runs between the guard read and the first mutation. Kept generic:
+    # equal multisets of canonical rows over the names the expect rows use, nothing else.
     param([object[]]$Objects, [object[]]$Expect)
-    $names = New-Object -TypeName 'System.Collections.Generic.List[string]'
-    foreach ($row in $Expect) {
-        foreach ($key in $row.Keys) {
-            if (-not $names.Contains([string]$key)) {
-                $names.Add([string]$key)
-            }
-        }
-    }
-    $nameArray = $names.ToArray()
-    $actual = New-Object -TypeName 'System.Collections.Generic.List[string]'
-    foreach ($item in $Objects) {
-        $actual.Add((Format-HybridmailRow -Names $nameArray -Lookup $item))
-    }
-    $expected = New-Object -TypeName 'System.Collections.Generic.List[string]'
-    foreach ($row in $Expect) {
-        $expected.Add((Format-HybridmailRow -Names $nameArray -Lookup $row))
-    }
-    if ($actual.Count -ne $expected.Count) {
-        return $false
-    }
-    $actual.Sort([System.StringComparer]::Ordinal)
-    $expected.Sort([System.StringComparer]::Ordinal)
-    for ($index = 0; $index -lt $actual.Count; $index++) {
-        if (-not [string]::Equals($actual[$index], $expected[$index], [System.StringComparison]::Ordinal)) {
-            return $false
-        }
-    }
-    return $true
-}
-
-
-# ------------------------------------------------------------------------------------------------
-# Running calls
-# ------------------------------------------------------------------------------------------------
-
-function ConvertTo-HybridmailError {
-    # An ErrorRecord -> {type, category, message, fqid}. An error from a remote Exchange session
-    # names the server-side exception type rather than RemoteException.
-    param($ErrorRecord)
-    $exception = $ErrorRecord.Exception
-    $type = $exception.GetType().FullName
-    if ($exception -is [System.Management.Automation.RemoteException] -and $null -ne $exception.SerializedRemoteException) {
-        $type = $exception.SerializedRemoteException.PSObject.TypeNames[0] -replace '^Deserialized\.', ''
-    }
-    return [ordered]@{
-        type     = $type
-        category = $ErrorRecord.CategoryInfo.Category.ToString()
-        message  = $exception.Message
-        fqid     = $ErrorRecord.FullyQualifiedErrorId
-    }
+    $names = [string[]]@(@(foreach ($row in $Expect) { foreach ($property in $row.PSObject.Properties) { $property.Name } }) | Select-Object -Unique -ErrorAction Stop)
+    $actual = [string[]]@(foreach ($item in $Objects) { Format-HybridmailRow -InputObject $item -Names $names })
+    $wanted = [string[]]@(foreach ($row in $Expect) { Format-HybridmailRow -InputObject $row -Names $names })
+    $null = [System.Array]::Sort($actual, [System.StringComparer]::Ordinal)
+    $null = [System.Array]::Sort($wanted, [System.StringComparer]::Ordinal)
+    return ($actual.Count -eq $wanted.Count -and [string]::Join([string][char]30, $actual) -ceq [string]::Join([string][char]30, $wanted))
 }
 
 function Invoke-HybridmailCall {
-    # Run one call; returns its result: {id, ok: true, objects[, guard_failed]} or
-    # {id, ok: false, error}.
+    # Run one prepared call: {id, ok: true, objects[, guard_failed]} or {id, ok: false, error}.
     param($Call)
-    $result = [ordered]@{ id = $Call['id']; ok = $true }
-    $cmdletName = $Call['cmdlet']
-    if ($AllowedCmdlets -cnotcontains $cmdletName) {
-        throw ($cmdletName + ' is not allowed')
-    }
-    $splat = $Call['arguments']
-    $splat['ErrorAction'] = 'Stop'
+    $cmdletName = $Call.Cmdlet
+    if ($AllowedCmdlets -cnotcontains $cmdletName) { throw ($cmdletName + ' is not allowed') }
+    $splat = $Call.Arguments  # carries ErrorAction = 'Stop' [H6]
     try {
-        $output = @(& $cmdletName @splat)
-    }
-    catch {
-        $result['ok'] = $false
-        $result['error'] = ConvertTo-HybridmailError -ErrorRecord $_
+        $items = @(& $cmdletName @splat | Where-Object -ErrorAction Stop { $null -ne $_ })  # [H2] [H8]: nothing -> @()
+        $objects = @(foreach ($item in $items) {
+                if ($Call.Properties.Count -eq 0) { break }  # no properties asked: objects []
+                $row = [ordered]@{}
+                foreach ($name in $Call.Properties) { $row[$name] = ConvertTo-HybridmailValue -Value (Read-HybridmailProperty -InputObject $item -Name $name) }
+                $row
+            })
+        $result = [ordered]@{ id = $Call.Id; ok = $true; objects = $objects }
+        if ($null -ne $Call.Expect -and -not (Test-HybridmailGuard -Objects $items -Expect $Call.Expect)) { $result['guard_failed'] = $true }
         return $result
     }
-    $items = New-Object -TypeName 'System.Collections.Generic.List[object]'
-    foreach ($item in $output) {
-        if ($null -ne $item) {
-            $items.Add($item)
-        }
+    catch {
+        # [H7] [H8] [H9] this call's error; a remote session's error names the server-side exception type
+        $type = $_.Exception.GetType().FullName
+        if ($_.Exception -is [System.Management.Automation.RemoteException] -and $null -ne $_.Exception.SerializedRemoteException) {
+            $type = $_.Exception.SerializedRemoteException.PSObject.TypeNames[0] -replace '^Deserialized\.', '' }
+        $details = [ordered]@{ type = $type; category = $_.CategoryInfo.Category.ToString(); message = $_.Exception.Message; fqid = $_.FullyQualifiedErrorId }
+        return [ordered]@{ id = $Call.Id; ok = $false; error = $details }
     }
-
-    $objects = New-Object -TypeName 'System.Collections.Generic.List[object]'
-    if ($Call['properties'].Length -gt 0) {
-        foreach ($item in $items) {
-            $row = [ordered]@{}
-            foreach ($name in $Call['properties']) {
-                $row[$name] = ConvertTo-HybridmailValue -Value (Read-HybridmailProperty -InputObject $item -Name $name)
-            }
-            $objects.Add($row)
-        }
-    }
-    $result['objects'] = $objects.ToArray()
-    if ($null -ne $Call['expect']) {
-        if (-not (Test-HybridmailGuard -Objects $items.ToArray() -Expect $Call['expect'])) {
-            $result['guard_failed'] = $true
-        }
-    }
-    return $result
 }
-
-function New-HybridmailFailure {
-    param([string]$Type, [string]$Message)
-    return [ordered]@{ type = $Type; message = $Message }
-}
-
-
-# ------------------------------------------------------------------------------------------------
-# Main
-# ------------------------------------------------------------------------------------------------
 
 $HybridmailClock = [System.Diagnostics.Stopwatch]::StartNew()
-$HybridmailRunnerInfo = [ordered]@{
-    powershell = $PSVersionTable.PSVersion.ToString()
-    load       = 'none'
-    elapsed_ms = 0
-}
-$HybridmailFailure = $null
-$HybridmailResults = New-Object -TypeName 'System.Collections.Generic.List[object]'
-
+$HybridmailRunner = [ordered]@{ powershell = $PSVersionTable.PSVersion.ToString(); load = 'none'; load_ms = 0; elapsed_ms = 0 }
+$HybridmailFailure = $null; $HybridmailLoad = 'none'
+$HybridmailCalls = New-Object -TypeName 'System.Collections.Generic.List[object]' -ErrorAction Stop
+$HybridmailResults = New-Object -TypeName 'System.Collections.Generic.List[object]' -ErrorAction Stop
 try {
-    # 1. The request: shape, refusal, typed parameter values.
-    $HybridmailPlan = $null
+    # 1. Decode; refuse the whole request, before anything runs, when one of its calls is not allowed.
     try {
-        $HybridmailPlan = Read-HybridmailRequest -Encoded $HybridmailRequest
-    }
-    catch {
-        $HybridmailFailure = New-HybridmailFailure -Type 'BadRequest' -Message $_.Exception.Message
-    }
-    if ($null -eq $HybridmailFailure) {
-        $HybridmailRefusal = Test-HybridmailRefusal -Request $HybridmailPlan
-        if ($null -ne $HybridmailRefusal) {
-            $HybridmailFailure = New-HybridmailFailure -Type 'RequestRefused' -Message $HybridmailRefusal
-        }
-    }
-    if ($null -eq $HybridmailFailure) {
-        try {
-            foreach ($HybridmailCall in $HybridmailPlan['calls']) {
-                $HybridmailArguments = @{}
-                foreach ($HybridmailKey in $HybridmailCall['parameters'].Keys) {
-                    $HybridmailArguments[$HybridmailKey] = ConvertTo-HybridmailArgument -Value $HybridmailCall['parameters'][$HybridmailKey]
-                }
-                $HybridmailCall['arguments'] = $HybridmailArguments
+        $HybridmailPlan = ConvertFrom-Json -InputObject ([System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String($HybridmailRequest))) -ErrorAction Stop
+        if ($HybridmailPlan.version -isnot [int] -or $HybridmailPlan.version -ne $HybridmailWireVersion) { throw ('unsupported request version, this runner speaks ' + $HybridmailWireVersion) }
+        $HybridmailLoad = $HybridmailPlan.session.load
+        if ($SessionLoads -cnotcontains $HybridmailLoad) { throw ('unknown session.load ' + $HybridmailLoad) }
+        foreach ($HybridmailCall in @($HybridmailPlan.calls)) {
+            $HybridmailName = [string]$HybridmailCall.cmdlet
+            $HybridmailMutation = -not $HybridmailName.StartsWith('Get-', [System.StringComparison]::Ordinal)
+            if ($AllowedCmdlets -cnotcontains $HybridmailName -or ($HybridmailPlan.read_only -ne $false -and $HybridmailMutation)) {
+                $HybridmailFailure = [ordered]@{ type = 'RequestRefused'; message = ('call ' + $HybridmailCall.id + ': ' + $HybridmailName + ' is not allowed in this request') }
+                break
             }
+            $HybridmailArguments = @{}
+            $HybridmailParameters = Read-HybridmailProperty -InputObject $HybridmailCall -Name 'parameters' -Default ([pscustomobject]@{})
+            foreach ($HybridmailParameter in $HybridmailParameters.PSObject.Properties) {  # no -OutVariable ...: sets no variables
+                if ($HybridmailParameter.Name -like '*Variable' -or $HybridmailParameter.Name -eq 'OutBuffer') { throw ('parameter ' + $HybridmailParameter.Name + ' is not allowed') }
+                $HybridmailArguments[$HybridmailParameter.Name] = ConvertTo-HybridmailArgument -Value $HybridmailParameter.Value
+            }
+            $HybridmailArguments['ErrorAction'] = 'Stop'  # whatever the request said [H6] [H13]
+            $HybridmailCalls.Add([pscustomobject]@{ Id = [string]$HybridmailCall.id; Cmdlet = $HybridmailName; Mutation = $HybridmailMutation; Arguments = $HybridmailArguments
+                    Properties = [string[]](Read-HybridmailProperty -InputObject $HybridmailCall -Name 'properties' -Default @()); Expect = (Read-HybridmailProperty -InputObject $HybridmailCall -Name 'expect') })
         }
-        catch {
-            $HybridmailFailure = New-HybridmailFailure -Type 'BadRequest' -Message ('call ' + $HybridmailCall['id'] + ': ' + $_.Exception.Message)
-        }
+    }
+    catch { $HybridmailFailure = [ordered]@{ type = 'BadRequest'; message = $_.Exception.Message } }
+
+    # 2. The Exchange cmdlets, once, and only when a call needs them.
+    $HybridmailNeedsExchange = @($HybridmailCalls | Where-Object -ErrorAction Stop { $SessionFreeCmdlets -cnotcontains $_.Cmdlet }).Count -gt 0
+    if ($null -eq $HybridmailFailure -and $HybridmailNeedsExchange -and $HybridmailLoad -cne 'none') {
+        $HybridmailLoadClock = [System.Diagnostics.Stopwatch]::StartNew()
+        try { $HybridmailRunner['load'] = Import-HybridmailExchange -LoadMode $HybridmailLoad }
+        catch { $HybridmailFailure = [ordered]@{ type = 'SessionLoadFailed'; message = $_.Exception.Message } }
+        $HybridmailRunner['load_ms'] = [long]$HybridmailLoadClock.ElapsedMilliseconds
     }
 
-    # 2. The Exchange cmdlets, once, only when a call needs them.
-    if ($null -eq $HybridmailFailure) {
-        $HybridmailNeedsExchange = $false
-        foreach ($HybridmailCall in $HybridmailPlan['calls']) {
-            if ($SessionFreeCmdlets -cnotcontains $HybridmailCall['cmdlet']) {
-                $HybridmailNeedsExchange = $true
-            }
-        }
-        if ($HybridmailNeedsExchange -and $HybridmailPlan['load'] -cne 'none') {
-            try {
-                $HybridmailRunnerInfo['load'] = . Import-HybridmailExchange -LoadMode $HybridmailPlan['load']
-            }
-            catch {
-                $HybridmailFailure = New-HybridmailFailure -Type 'SessionLoadFailed' -Message $_.Exception.Message
-            }
-        }
-    }
-
-    # 3. The calls, in order. The first failed mutation or failed guard aborts the batch: later
-    #    mutations are skipped, later Get- calls (verification reads) still run.
-    if ($null -eq $HybridmailFailure) {
-        $HybridmailAborted = $false
-        foreach ($HybridmailCall in $HybridmailPlan['calls']) {
-            if ($HybridmailAborted -and $HybridmailCall['mutation']) {
-                $HybridmailResults.Add([ordered]@{ id = $HybridmailCall['id']; ok = $false; skipped = $true })
-                continue
-            }
-            try {
-                $HybridmailResult = Invoke-HybridmailCall -Call $HybridmailCall
-            }
-            catch {
-                # the call ran but its output could not be converted: report it as the call's error
-                $HybridmailResult = [ordered]@{ id = $HybridmailCall['id']; ok = $false; error = (ConvertTo-HybridmailError -ErrorRecord $_) }
-            }
-            $HybridmailResults.Add($HybridmailResult)
-            if ($HybridmailCall['mutation'] -and -not $HybridmailResult['ok']) {
-                $HybridmailAborted = $true
-            }
-            if ($null -ne $HybridmailCall['expect'] -and (-not $HybridmailResult['ok'] -or $HybridmailResult.Contains('guard_failed'))) {
-                $HybridmailAborted = $true
-            }
-        }
+    # 3. The calls in order. The first failed mutation or failed guard aborts the batch: later
+    #    mutations are skipped, later Get- calls (the verification reads) still run.
+    $HybridmailAborted = $false
+    foreach ($HybridmailCall in $HybridmailCalls) {
+        if ($null -ne $HybridmailFailure) { break }
+        if ($HybridmailAborted -and $HybridmailCall.Mutation) { $HybridmailResults.Add([ordered]@{ id = $HybridmailCall.Id; ok = $false; skipped = $true }); continue }
+        $HybridmailResult = Invoke-HybridmailCall -Call $HybridmailCall
+        $HybridmailResults.Add($HybridmailResult)
+        if ((-not $HybridmailResult['ok'] -and ($HybridmailCall.Mutation -or $null -ne $HybridmailCall.Expect)) -or $HybridmailResult.Contains('guard_failed')) { $HybridmailAborted = $true }
     }
 }
-catch {
-    # Only a defect in this runner gets here; still answer with one result line.
-    $HybridmailFailure = New-HybridmailFailure -Type 'RunnerFailed' -Message $_.Exception.Message
-}
+catch { $HybridmailFailure = [ordered]@{ type = 'RunnerFailed'; message = $_.Exception.Message } }  # a defect in this file
 
-# 4. The one result line.
-$HybridmailRunnerInfo['elapsed_ms'] = [long]$HybridmailClock.ElapsedMilliseconds
-$HybridmailResponse = [ordered]@{
-    version = $HybridmailWireVersion
-    host    = $env:COMPUTERNAME
-    runner  = $HybridmailRunnerInfo
-}
-if ($null -eq $HybridmailFailure) {
-    $HybridmailResponse['calls'] = $HybridmailResults.ToArray()
-}
-else {
-    $HybridmailResponse['error'] = $HybridmailFailure
-    $HybridmailResponse['calls'] = @()
-}
-$HybridmailJson = ConvertTo-Json -InputObject $HybridmailResponse -Depth 10 -Compress
+# 4. The one result line [H1] [H10] [H11]: every value is already a string, number, bool or array.
+$HybridmailRunner['elapsed_ms'] = [long]$HybridmailClock.ElapsedMilliseconds
+$HybridmailResponse = [ordered]@{ version = $HybridmailWireVersion; host = $env:COMPUTERNAME; runner = $HybridmailRunner; calls = $HybridmailResults.ToArray() }
+if ($null -ne $HybridmailFailure) { $HybridmailResponse['error'] = $HybridmailFailure; $HybridmailResponse['calls'] = @() }
+$HybridmailJson = ConvertTo-Json -InputObject $HybridmailResponse -Depth 10 -Compress -ErrorAction Stop
 $HybridmailPayload = [System.Convert]::ToBase64String([System.Text.Encoding]::UTF8.GetBytes($HybridmailJson))
-Write-Output -InputObject ($HybridmailResultPrefix + $HybridmailPayload)
+Write-Output -InputObject ($HybridmailResultPrefix + $HybridmailPayload) -ErrorAction Stop
 exit 0

@@ -72,8 +72,9 @@ def load_runner_text() -> str:
 
 class ExchangeServerLike(Protocol):
     name: str
+    language_mode: str
 
-    def handle_request(self, request: dict) -> dict: ...
+    def handle_request(self, request: dict, user: str | None = None) -> dict: ...
 
 
 @dataclass(frozen=True)
@@ -178,8 +179,9 @@ class PowerShellHost:
             return normalize_runner_text(self._given_runner_text)
         return load_runner_text()
 
-    def run(self, command_line: str, stdin: bytes, server: ExchangeServerLike) -> Outcome:
-        """Run a WinRM command line (rsp:Command and rsp:Arguments joined by a space)."""
+    def run(self, command_line: str, stdin: bytes, server: ExchangeServerLike, user: str | None = None) -> Outcome:
+        """Run a WinRM command line (rsp:Command and rsp:Arguments joined by a space); user is the
+        account the shell was opened with."""
         arguments = command_line.split()
         if not arguments:
             return Outcome(b"", b"", 0, KIND_OTHER)
@@ -199,9 +201,9 @@ class PowerShellHost:
             script = _powershell_script(lines[0].split()[1:], stdin)
         if script is None:
             return Outcome(b"", _BAD_ENCODED_COMMAND, 1, KIND_OTHER)
-        return self.run_script(script, stdin, server)
+        return self.run_script(script, stdin, server, user)
 
-    def run_script(self, script: str, stdin: bytes, server: ExchangeServerLike) -> Outcome:
+    def run_script(self, script: str, stdin: bytes, server: ExchangeServerLike, user: str | None = None) -> Outcome:
         lines = _unwrap_ansible_lines(_normalize_lines(script))
         if lines == self._bootstrap_lines:
             script = _stdin_script(stdin)
@@ -214,11 +216,16 @@ class PowerShellHost:
         if parts is not None:
             request_b64, runner_text = parts
             if normalize_runner_text(runner_text) == self._runner_text:
-                return self._run_runner(request_b64, server)
+                return self._run_runner(request_b64, server, user)
             return Outcome(b"", self._not_the_runner(runner_text), 1, KIND_OTHER)
         return Outcome(b"", command_not_found(script), 1, KIND_OTHER)
 
-    def _run_runner(self, request_b64: str, server: ExchangeServerLike) -> Outcome:
+    def _run_runner(self, request_b64: str, server: ExchangeServerLike, user: str | None = None) -> Outcome:
+        mode = getattr(server, "language_mode", "FullLanguage")
+        if mode != "FullLanguage":
+            # runner.ps1's first statement (about_Language_Modes: $ExecutionContext.SessionState.LanguageMode)
+            line = self._contract.refusal_line("LanguageMode", mode)
+            return Outcome((line + "\r\n").encode("ascii"), b"", 1, KIND_RUNNER)
         try:
             request = self._contract.decode_json(request_b64)
             if not isinstance(request, dict):
@@ -232,7 +239,7 @@ class PowerShellHost:
                 "calls": [],
             }
         else:
-            response = server.handle_request(request)
+            response = server.handle_request(request, user=user)
         stdout = (self._contract.result_line(response) + "\r\n").encode("ascii")
         return Outcome(stdout, b"", 0, KIND_RUNNER)
 

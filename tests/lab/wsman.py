@@ -282,6 +282,7 @@ class _Command:
     command_id: str
     command_line: str
     ready_at: float  # time.monotonic() when its output may be returned (latency)
+    owner: str = ""  # the account the shell was created with
     stdin: bytearray = field(default_factory=bytearray)
     outcome: psh.Outcome | None = None
     pending: list[tuple[str, bytes]] = field(default_factory=list)
@@ -292,6 +293,7 @@ class _Command:
 class _Shell:
     shell_id: str
     last_used: float
+    owner: str = ""
     commands: dict[str, _Command] = field(default_factory=dict)
 
 
@@ -417,7 +419,7 @@ class ServerEndpoint:
             # Windows forgets shells idle longer than IdleTimeOut; so does the lab (clients that died).
             for stale in [key for key, shell in self._shells.items() if now - shell.last_used > SHELL_IDLE_TIMEOUT]:
                 del self._shells[stale]
-            self._shells[shell_id] = _Shell(shell_id, now)
+            self._shells[shell_id] = _Shell(shell_id, now, owner)
         return Reply(200, create_response(request, shell_id, address, owner, client_ip))
 
     def _run_command(self, request: WsmanRequest) -> Reply:
@@ -429,7 +431,8 @@ class ServerEndpoint:
         if "http500" in kinds:
             return Reply(500)
         latency = self._base_latency + sum(fault.seconds for fault in faults if fault.kind == "latency")
-        command = _Command(str(uuid.uuid4()).upper(), request.command_line or "", time.monotonic() + latency)
+        command = _Command(str(uuid.uuid4()).upper(), request.command_line or "", time.monotonic() + latency,
+                           owner=shell.owner)
         with self._lock:
             shell.commands[command.command_id] = command
         return Reply(200, command_response(request, command.command_id))
@@ -445,7 +448,7 @@ class ServerEndpoint:
         with command.lock:
             if command.outcome is not None:
                 return
-            outcome = self._powershell.run(command.command_line, bytes(command.stdin), self.server)
+            outcome = self._powershell.run(command.command_line, bytes(command.stdin), self.server, user=command.owner)
             stdout = outcome.stdout
             if outcome.kind == psh.KIND_RUNNER:
                 for fault in self.faults.take("runner"):

@@ -9,11 +9,21 @@ def days_ago(days) -> dict:
     return {"__hybridmail": "days_ago", "value": days}
 
 
+def file_data(data: bytes) -> dict:
+    """A [byte[]] parameter value (Import-ExchangeCertificate -FileData)."""
+    import base64
+
+    return {"__hybridmail": "bytes", "value": base64.b64encode(data).decode("ascii")}
+
+
+def secure_string(text: str) -> dict:
+    """A SecureString parameter value (-Password)."""
+    return {"__hybridmail": "secure_string", "value": text}
+
+
 def call(cmdlet: str, call_id: str | None = None, properties=None, expect=None, **parameters) -> dict:
     """One call; parameters are given as keyword arguments (Confirm=False for -Confirm:$false)."""
-    entry = {"id": call_id or cmdlet, "cmdlet": cmdlet, "parameters": parameters}
-    if properties is not None:
-        entry["properties"] = list(properties)
+    entry = {"id": call_id or cmdlet, "cmdlet": cmdlet, "parameters": parameters, "properties": list(properties or ())}
     if expect is not None:
         entry["expect"] = expect
     return entry

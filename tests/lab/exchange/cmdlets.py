@@ -589,6 +589,9 @@ def get_hybridmail_host(ctx, args):
             "PowerShellVersion": server.powershell_version,
             "OSVersion": server.os_version,
             "Culture": texts.CULTURES[server.locale],
+            "PSEdition": "Desktop",  # Windows PowerShell 5.1 on every supported Exchange version
+            "LanguageMode": server.language_mode,
+            "UserName": server.account_name(ctx.user),
         }
     ]
 

@@ -30,7 +30,7 @@ from tests.lab.exchange.model import (
     format_tls_certificate_name,
     parse_tls_certificate_name,
 )
-from tests.lab.exchange.server import VERSIONS, ExchangeServer
+from tests.lab.exchange.server import LANGUAGE_MODES, VERSIONS, ExchangeServer
 
 # Key pool slots (tests/lab/pki.py): authorities 0-5, then 10+; leaf certificates share 6-9.
 LEAF_KEY_SLOTS = (6, 7, 8, 9)
@@ -337,6 +337,14 @@ class _Builder:
         if behavior not in ("additive", "replace"):
             raise FleetError("%s: enable_behavior must be additive or replace" % where)
         tls = entry.get("tls") or {}
+        language_mode = entry.get("language_mode", "FullLanguage")
+        if language_mode not in LANGUAGE_MODES:
+            raise FleetError("%s: language_mode must be one of %s" % (where, ", ".join(LANGUAGE_MODES)))
+        session = entry.get("session") or {}
+        if not isinstance(session, dict) or session.get("auto", "snapin") not in ("snapin", "remote_exchange"):
+            raise FleetError("%s: session.auto must be snapin or remote_exchange" % where)
+        if edge and session.get("auto") == "remote_exchange":
+            raise FleetError("%s: an Edge Transport server has no remote Exchange PowerShell (session.auto)" % where)
         server = ExchangeServer(
             org=org,
             name=name,
@@ -349,7 +357,8 @@ class _Builder:
             tls=TlsSettings(tls.get("tls12_client"), tls.get("tls12_server"), tls.get("strong_crypto_net4")),
             clock=self.clock,
             edition=entry.get("edition", "Standard"),
-            session=entry.get("session"),
+            session=session,
+            language_mode=language_mode,
             initial_messages=int((entry.get("queue") or {}).get("messages", 0)),
         )
         try:

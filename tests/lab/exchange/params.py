@@ -29,6 +29,8 @@ class Param:
 
 
 def _type_label(value) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return "System.Byte[]"  # a {"__hybridmail": "bytes"} value
     if isinstance(value, list):
         return "System.Object[]"
     if isinstance(value, dict):
@@ -62,7 +64,7 @@ def _convert(cmdlet: str, param: Param, value):
             )
         return None
     if kind == "string":
-        if isinstance(value, (list, dict)):
+        if isinstance(value, (list, dict, bytes, bytearray)):
             raise errors.parameter_error(
                 cmdlet,
                 "CannotConvertArgument",

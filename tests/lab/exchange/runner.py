@@ -1,10 +1,14 @@
 """What runner.ps1 does with one decoded request, emulated (docs/wire-contract.md, "Execution").
 
-Validation refuses a request whole (BadRequest / RequestRefused); the Exchange session is loaded
-once, only if a call needs an Exchange cmdlet (SessionLoadFailed otherwise). Calls then run in
-order, each in its own try/catch. The first failed mutation, or a failed guard (error or
-mismatch), aborts the batch: later mutations are reported as skipped, Get-* calls still run so that
-the controller can verify what happened.
+Validation refuses a request whole (BadRequest / RequestRefused): the collection's own
+_runner.check_request decides, so the lab refuses exactly what the controller would not send. The
+Exchange session is loaded once, only if a call needs an Exchange cmdlet (SessionLoadFailed
+otherwise). Calls then run in order, each in its own try/catch, and each is bound as PowerShell
+binds a splatted hashtable (params.py): a parameter the cmdlet does not have, or a value of the
+wrong type, fails that call the way PowerShell does. An allow-listed cmdlet the lab does not
+emulate yet answers as PowerShell does for a command it does not know (CommandNotFoundException).
+The first failed mutation, or a failed guard (error or mismatch), aborts the batch: later mutations
+are reported as skipped, Get-* calls still run so that the controller can verify what happened.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ class RequestProblem(Exception):
 class CallContext:
     """What a cmdlet handler may use: the server, ShouldProcess, and the change log of the call."""
 
-    def __init__(self, server, cmdlet: str, spec, args: dict):
+    def __init__(self, server, cmdlet: str, spec, args: dict, user: str | None = None):
         self.server = server
+        self.user = user  # the WinRM account of the connection, as the server names it
         self.cmdlet = cmdlet
         self.spec = spec
         self.args = args
@@ -96,41 +101,11 @@ def _resolve_typed(value, server):
 
 
 def _validate(request) -> None:
-    if not isinstance(request, dict):
-        raise RequestProblem("BadRequest", "the request is not a JSON object")
-    if request.get("version") != contract.WIRE_VERSION:
-        raise RequestProblem(
-            "BadRequest", "unsupported request version %r (this runner speaks %d)"
-            % (request.get("version"), contract.WIRE_VERSION)
-        )
-    session = request.get("session", {"load": "auto"})
-    if not isinstance(session, dict) or session.get("load", "auto") not in contract.SESSION_LOADS:
-        raise RequestProblem("BadRequest", "session.load must be one of %s" % ", ".join(contract.SESSION_LOADS))
-    calls = request.get("calls")
-    if not isinstance(calls, list):
-        raise RequestProblem("BadRequest", "calls must be a list")
-    for index, call in enumerate(calls):
-        if not isinstance(call, dict) or not isinstance(call.get("cmdlet"), str):
-            raise RequestProblem("BadRequest", "call %d has no cmdlet" % index)
-        if not isinstance(call.get("parameters", {}) or {}, dict):
-            raise RequestProblem("BadRequest", "call %d: parameters must be an object" % index)
-        properties = call.get("properties") or []
-        if not isinstance(properties, list) or not all(isinstance(name, str) for name in properties):
-            raise RequestProblem("BadRequest", "call %d: properties must be a list of names" % index)
-        if "expect" in call and call["expect"] is not None:
-            if contract.is_mutation(call["cmdlet"]):
-                raise RequestProblem("BadRequest", "call %d: expect is only allowed on Get-* calls" % index)
-            if not isinstance(call["expect"], list) or not all(isinstance(row, dict) for row in call["expect"]):
-                raise RequestProblem("BadRequest", "call %d: expect must be a list of objects" % index)
-    for call in calls:
-        if call["cmdlet"] not in contract.ALLOWED_CMDLETS:
-            raise RequestProblem("RequestRefused", "cmdlet '%s' is not allowed" % call["cmdlet"])
-    if request.get("read_only", False) is not False:
-        for call in calls:
-            if contract.is_mutation(call["cmdlet"]):
-                raise RequestProblem(
-                    "RequestRefused", "read-only request names '%s', which is not a Get-* cmdlet" % call["cmdlet"]
-                )
+    """What runner.ps1 refuses or rejects: the controller's own check (_runner.check_request)."""
+    try:
+        contract.check_request(request)
+    except contract.RequestError as problem:
+        raise RequestProblem(problem.kind, problem.message) from None
 
 
 def _guard_properties(expect: list) -> list:
@@ -148,18 +123,27 @@ def _guard_matches(objects: list, expect: list) -> bool:
     return contract.canonical_rows(actual, names) == contract.canonical_rows(expect, names)
 
 
-def execute(server, request) -> dict:
-    """Run one request on `server` (its organisation's lock is held by the caller)."""
+def _needs_exchange(cmdlet: str) -> bool:
+    return cmdlet not in contract.WINDOWS_CMDLETS + contract.RUNNER_HELPERS
+
+
+def execute(server, request, user: str | None = None) -> dict:
+    """Run one request on `server` (its organisation's lock is held by the caller); user is the
+    account of the connection (what Get-HybridmailHost reports as UserName)."""
     started = time.perf_counter()
     response = {"version": contract.WIRE_VERSION, "host": server.name}
+    runner_info = {"powershell": server.powershell_version, "load": "none", "load_ms": 0, "elapsed_ms": 0}
     try:
         _validate(request)
         calls = request["calls"]
         arguments = [_resolve_typed(call.get("parameters") or {}, server) for call in calls]
-        needs_exchange = any(cmdlets.REGISTRY[call["cmdlet"]].exchange for call in calls)
-        load = server.load_session((request.get("session") or {}).get("load", "auto")) if needs_exchange else "none"
+        if any(_needs_exchange(call["cmdlet"]) for call in calls):
+            runner_info["load"] = server.load_session(request["session"]["load"])
+            runner_info["load_ms"] = server.session_load_ms(runner_info["load"])
+        load = runner_info["load"]
     except RequestProblem as problem:
-        response.update(error={"type": problem.kind, "message": problem.message}, calls=[])
+        runner_info["elapsed_ms"] = int((time.perf_counter() - started) * 1000)
+        response.update(runner=runner_info, error={"type": problem.kind, "message": problem.message}, calls=[])
         return response
     results = []
     aborted = False
@@ -173,17 +157,19 @@ def execute(server, request) -> dict:
             result.update(ok=False, skipped=True)
             results.append(result)
             continue
-        spec = cmdlets.REGISTRY[name]
+        spec = cmdlets.REGISTRY.get(name)
         ctx = None
         try:
-            if spec.exchange and load == "none":
+            if spec is None or (spec.exchange and load == "none"):
                 raise errors.command_not_found(name)
             server.count_call(name)
             if server.fault_fires(name):
                 raise errors.injected_fault(name, server.faults[name.lower()].message)
             bound = params.bind(name, spec.params, spec.should_process, call_arguments)
-            ctx = CallContext(server, name, spec, bound)
+            ctx = CallContext(server, name, spec, bound, user=user)
             objects = spec.handler(ctx, bound)
+            if spec.exchange:
+                objects = server.session_shape(load, objects)
         except errors.CmdletError as error:
             result.update(ok=False, error=error.to_json())
             if mutation:
@@ -203,11 +189,8 @@ def execute(server, request) -> dict:
             organization_changed |= ctx.organization_changed
         results.append(result)
     server.after_mutations(changed_servers, organization_changed)
-    response["runner"] = {
-        "powershell": server.powershell_version,
-        "load": load,
-        "elapsed_ms": int((time.perf_counter() - started) * 1000),
-    }
+    runner_info["elapsed_ms"] = int((time.perf_counter() - started) * 1000) + runner_info["load_ms"]
+    response["runner"] = runner_info
     response["calls"] = results
     return response
 

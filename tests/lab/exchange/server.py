@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 from dataclasses import dataclass
 
@@ -32,6 +33,30 @@ VERSIONS = {
                   "Microsoft.Exchange.Management.PowerShell.SnapIn"),
 }
 SESSION_METHODS = ("snapin", "e2010", "remote_exchange")
+# What loading the Exchange cmdlets reports as load_ms, per method (nominal: the lab does not wait).
+# Loading takes seconds (exchange-facts.md, "Loading the Exchange cmdlets"); remote PowerShell is the slowest.
+SESSION_LOAD_MS = {"none": 0, "present": 0, "snapin": 2100, "e2010": 2100, "edge": 2300, "remote_exchange": 6400}
+LANGUAGE_MODES = ("FullLanguage", "ConstrainedLanguage", "RestrictedLanguage", "NoLanguage")
+# UTC offsets of a server's clock, by locale, for the deserialized dates of remote sessions.
+_LOCAL_OFFSETS = {"en": -5, "de": 1, "cs": 1}
+
+
+def deserialized(value, offset_hours: int):
+    """A value as a remote (implicit remoting) session hands it to the runner: CLIXML keeps strings,
+    numbers and bools; enums arrive as their names (Exchange's remote shell serializes its enums as
+    strings: Services "IMAP, POP, SMTP"); DateTime arrives as a local time with the server's offset;
+    byte[] (RawData) is given as base64 text here, the form the runner passes through unchanged; lists
+    arrive as lists of such values."""
+    if isinstance(value, datetime.datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
+        return aware.astimezone(datetime.timezone(datetime.timedelta(hours=offset_hours)))
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dict):
+        return {key: deserialized(item, offset_hours) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [deserialized(item, offset_hours) for item in value]
+    return value
 
 
 class ExchangeServer:
@@ -39,7 +64,7 @@ class ExchangeServer:
 
     def __init__(self, *, org, name: str, fqdn: str, domain: str, role: str, version: str, locale: str,
                  enable_behavior: str, tls, clock, edition: str = "Standard", session: dict | None = None,
-                 initial_messages: int = 0):
+                 initial_messages: int = 0, language_mode: str = "FullLanguage"):
         self.org = org
         self.name = name
         self.fqdn = fqdn
@@ -52,6 +77,7 @@ class ExchangeServer:
         self.edition = edition
         self._clock = clock
         self.session = dict(session or {})
+        self.language_mode = language_mode  # $ExecutionContext.SessionState.LanguageMode of a WinRM session
         self.initial_messages = initial_messages
         self.certificates: dict = {}  # thumbprint -> InstalledCertificate (Cert:\LocalMachine\My)
         self.intermediate_store: dict = {}  # thumbprint -> pki.Issued (Intermediate Certification Authorities)
@@ -229,7 +255,9 @@ class ExchangeServer:
         if method == "none":
             return "none"
         if method == "auto":
-            method = "snapin"  # Exchange 2013+ and Edge (exShell.psc1 names the same snap-in)
+            # Exchange 2013+ and Edge: the snap-in (exShell.psc1 names the same one); a fleet may say that
+            # only remote PowerShell works here (session.auto: remote_exchange).
+            method = self.session.get("auto", "snapin")
         if method == "e2010":
             failure = failure or ("The Windows PowerShell snap-in 'Microsoft.Exchange.Management.PowerShell.E2010' "
                                   "is not installed on this computer.")
@@ -245,10 +273,28 @@ class ExchangeServer:
             raise runner.RequestProblem("SessionLoadFailed", failure)
         return method
 
-    def handle_request(self, request: dict) -> dict:
-        """Emulate runner.ps1 for one decoded request (thread-safe)."""
+    def session_load_ms(self, method: str) -> int:
+        return int(self.session.get("load_ms", SESSION_LOAD_MS.get(method, 0)) if method != "none" else 0)
+
+    def session_shape(self, method: str, objects: list) -> list:
+        """The objects of an Exchange cmdlet as the runner sees them: local (snap-in) objects as they
+        are, deserialized ones through a remote_exchange session (wire contract, "Value conversion")."""
+        if method != "remote_exchange":
+            return objects
+        return [deserialized(obj, _LOCAL_OFFSETS.get(self.locale, 0)) for obj in objects]
+
+    def account_name(self, user: str | None) -> str | None:
+        """The WinRM account as WindowsIdentity.GetCurrent().Name gives it: DOMAIN\\user, with the NetBIOS
+        domain of the AD domain, or the computer name for a local account on a workgroup (Edge) server."""
+        if not user or "\\" in user:
+            return user
+        user = user.split("@", 1)[0]
+        return "%s\\%s" % (self.name if self.is_edge else self.domain.split(".")[0].upper(), user)
+
+    def handle_request(self, request: dict, user: str | None = None) -> dict:
+        """Emulate runner.ps1 for one decoded request (thread-safe); user is the connection's account."""
         with self.lock:
-            return runner.execute(self, request)
+            return runner.execute(self, request, user=user)
 
     def count_call(self, cmdlet: str) -> None:
         self.call_counts[cmdlet] = self.call_counts.get(cmdlet, 0) + 1
@@ -344,6 +390,8 @@ class ExchangeServer:
                     "version": self.version,
                     "locale": self.locale,
                     "enable_behavior": self.enable_behavior,
+                    "language_mode": self.language_mode,
+                    "session": dict(self.session),
                     "certificates": certificates,
                     "internal_transport_certificate": self.internal_transport_thumbprint,
                     "internal_mail_flow": mailflow.internal_mail_flow(self),

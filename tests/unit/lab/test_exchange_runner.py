@@ -11,6 +11,7 @@ import threading
 import pytest
 from cryptography import x509
 
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _runner
 from tests.lab.exchange.calls import COMPUTERNAME, call, days_ago, request
 from tests.lab.exchange.contract import runner_contract
 from tests.lab.exchange.fleet import Fleet
@@ -351,3 +352,111 @@ def test_thread_safe_requests(fleet):
 
 def test_contract_module_is_the_collections(ex01):
     assert "Get-HybridmailCertificateChain" in runner_contract.ALLOWED_CMDLETS
+
+
+# ------------------------------------------------- what the runner would do with each request
+
+
+def test_a_parameter_the_cmdlet_does_not_have_is_rejected(ex01):
+    """PowerShell's binder refuses it (NamedParameterNotFound), before the cmdlet runs or changes anything."""
+    thumbprint = _certs(ex01, "Thumbprint")[0]["Thumbprint"]
+    response = ex01.handle_request(request(
+        call("Enable-ExchangeCertificate", "bogus", Thumbprint=thumbprint, Services="IMAP", RemoveServices="SMTP"),
+        call("Get-ExchangeCertificate", "read", properties=["Services"], Thumbprint=thumbprint),
+        read_only=False,
+    ))
+    bogus, read = response["calls"]
+    assert bogus["ok"] is False
+    assert bogus["error"] == {
+        "type": "System.Management.Automation.ParameterBindingException", "category": "InvalidArgument",
+        "message": "A parameter cannot be found that matches parameter name 'RemoveServices'.",
+        "fqid": "NamedParameterNotFound,Microsoft.Exchange.Management.SystemConfigurationTasks.EnableExchangeCertificate",
+    }
+    assert read["objects"] == [{"Services": "IMAP, POP, IIS, SMTP"}]  # unchanged
+    assert [m["result"] for m in ex01.mutations] == ["error"]
+
+
+def test_the_lab_emulates_every_allow_listed_cmdlet(ex01):
+    # An allow-listed cmdlet the lab did not know would answer CommandNotFoundException, so a test
+    # through it would prove nothing about the collection's use of it.
+    from tests.lab.exchange import cmdlets
+    assert set(_runner.ALLOWED_CMDLETS) <= set(cmdlets.REGISTRY)
+    response = ex01.handle_request(request(
+        call("Get-ManagementRole", "role", properties=["Name"]),
+        call("Get-HybridmailHost", "host", properties=["ComputerName"]),
+    ))
+    assert all(entry["ok"] for entry in response["calls"]), response
+
+
+def test_typed_bytes_and_secure_string_values(ex01):
+    from tests.lab.exchange import runner
+    from tests.lab.exchange.calls import file_data, secure_string
+
+    resolved = runner._resolve_typed({"FileData": file_data(b"\x30\x82\x00\xff"), "Password": secure_string("P@ss")}, ex01)
+    assert resolved["FileData"] == b"\x30\x82\x00\xff"
+    assert isinstance(resolved["Password"], runner.SecureString) and resolved["Password"].reveal() == "P@ss"
+    assert str(resolved["Password"]) == "System.Security.SecureString"  # what PowerShell prints for one
+    # bound to a [string] parameter, a SecureString is its type name, never the secret
+    response = ex01.handle_request(request(call("Get-ExchangeCertificate", Thumbprint=secure_string("P@ss"))))
+    message = response["calls"][0]["error"]["message"]
+    assert "SYSTEM.SECURITY.SECURESTRING" in message and "P@ss" not in message
+    # a byte[] does not bind to a [string] parameter
+    response = ex01.handle_request(request(call("Get-ExchangeCertificate", Thumbprint=file_data(b"\x01"))))
+    assert response["calls"][0]["error"]["fqid"].startswith("CannotConvertArgument,")
+
+
+def test_runner_reports_load_ms(fleet):
+    server = fleet.servers["EX01"]
+    assert server.handle_request(request(call("Get-HybridmailHost")))["runner"]["load_ms"] == 0
+    runner_info = server.handle_request(request(call("Get-ExchangeServer")))["runner"]
+    assert runner_info["load"] == "snapin" and runner_info["load_ms"] > 0
+    assert runner_info["elapsed_ms"] >= runner_info["load_ms"]
+    assert set(runner_info) == {"powershell", "load", "load_ms", "elapsed_ms"}
+
+
+def test_host_reports_edition_language_mode_and_user(fleet):
+    host = ["ComputerName", "PSEdition", "LanguageMode", "UserName"]
+    ex01 = fleet.servers["EX01"]
+    response = ex01.handle_request(request(call("Get-HybridmailHost", properties=host)), user="Administrator")
+    assert response["calls"][0]["objects"] == [
+        {"ComputerName": "EX01", "PSEdition": "Desktop", "LanguageMode": "FullLanguage", "UserName": "CONTOSO\\Administrator"}]
+    response = ex01.handle_request(request(call("Get-HybridmailHost", properties=["UserName"])), user="FABRIKAM\\svc-audit")
+    assert response["calls"][0]["objects"] == [{"UserName": "FABRIKAM\\svc-audit"}]
+    edge = Fleet.from_dict({"servers": [{"name": "EDGE01", "role": "edge"}]}).servers["EDGE01"]
+    response = edge.handle_request(request(call("Get-HybridmailHost", properties=["UserName"])), user="Administrator")
+    assert response["calls"][0]["objects"] == [{"UserName": "EDGE01\\Administrator"}]  # a workgroup server
+
+
+def _kb_fleet(auto):
+    import yaml
+
+    with open(os.path.join(FLEETS, "kb2888788.yml"), encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    for server in data["servers"]:
+        server["session"] = dict(server.get("session") or {}, auto=auto)
+    return Fleet.from_dict(data)
+
+
+def test_remote_exchange_session_hands_the_runner_deserialized_shapes():
+    """Over remote PowerShell the runner sees names for enums, dates with the server's offset and RawData as
+    text (wire contract, "Value conversion"); its one converter gives the same JSON as the snap-in shape."""
+    local, remote = _kb_fleet("snapin").servers["EX01"], _kb_fleet("remote_exchange").servers["EX01"]
+    raw = remote.session_shape("remote_exchange", [remote.certificate_object(c) for c in remote.certificates.values()])
+    assert all(isinstance(obj["RawData"], str) and isinstance(obj["Services"], str) for obj in raw)
+    assert all(obj["NotAfter"].utcoffset() == datetime.timedelta(hours=-5) for obj in raw)
+    properties = ["Thumbprint", "Services", "Status", "RootCAType", "NotBefore", "NotAfter", "RawData", "CertificateDomains"]
+    answers = [server.handle_request(request(call("Get-ExchangeCertificate", properties=properties, Server=COMPUTERNAME),
+                                             call("Get-SendConnector", properties=["TlsCertificateName", "AddressSpaces"])))
+               for server in (local, remote)]
+    assert [answer["runner"]["load"] for answer in answers] == ["snapin", "remote_exchange"]
+    assert answers[0]["calls"] == answers[1]["calls"]
+    assert answers[1]["runner"]["load_ms"] > answers[0]["runner"]["load_ms"]
+
+
+def test_fleet_rejects_bad_language_mode_and_session():
+    from tests.lab.exchange.fleet import FleetError
+
+    with pytest.raises(FleetError, match="language_mode must be one of"):
+        Fleet.from_dict({"servers": [{"name": "EX01", "language_mode": "Constrained"}]})
+    with pytest.raises(FleetError, match="session.auto must be snapin or remote_exchange"):
+        Fleet.from_dict({"servers": [{"name": "EX01", "session": {"auto": "e2010"}}]})

@@ -24,7 +24,7 @@ class RecordingServer:
     def __init__(self):
         self.requests = []
 
-    def handle_request(self, request: dict) -> dict:
+    def handle_request(self, request: dict, user: str | None = None) -> dict:
         self.requests.append(request)
         return {"version": 1, "host": self.name, "calls": [], "note": "Zürich čeština"}
 
@@ -153,3 +153,22 @@ def test_command_lines_without_powershell_go_to_cmd(host, server):
 def test_runner_text_comparison_forgives_only_line_endings_and_trailing_newlines():
     assert psh.normalize_runner_text("a\r\nb\r\n\r\n") == "a\nb"
     assert psh.normalize_runner_text(" a\n") != psh.normalize_runner_text("a\n")
+
+
+@pytest.mark.parametrize("mode", ["ConstrainedLanguage", "RestrictedLanguage"])
+def test_runner_outside_full_language_prints_the_refusal_line_and_exits_1(host, server, mode):
+    server.language_mode = mode
+    script = RUNNER.compose_script(REQUEST, TEST_RUNNER_TEXT)
+    outcome = host.run(RUNNER.encoded_bootstrap(), script.encode("ascii"), server)
+    assert outcome.exit_code == 1 and outcome.stderr == b""
+    assert outcome.stdout == ("HYBRIDMAIL-REFUSED:LanguageMode:%s\r\n" % mode).encode("ascii")
+    assert RUNNER.find_refusal(outcome.stdout.decode("ascii")) == ("LanguageMode", mode)
+    assert server.requests == []  # nothing ran
+
+
+def test_the_shell_owner_reaches_the_server(host, server):
+    received = []
+    server.handle_request = lambda request, user=None: received.append(user) or {"version": 1, "calls": []}
+    host.run(RUNNER.encoded_bootstrap(), RUNNER.compose_script(REQUEST, TEST_RUNNER_TEXT).encode("ascii"), server,
+             user="Administrator")
+    assert received == ["Administrator"]

@@ -29,8 +29,8 @@ class FakeExchangeServer:
         self.fqdn = name.lower() + ".contoso.com"
         self.padding = padding
 
-    def handle_request(self, request: dict) -> dict:
-        return {"version": 1, "host": self.name, "calls": request["calls"], "padding": "x" * self.padding}
+    def handle_request(self, request: dict, user: str | None = None) -> dict:
+        return {"version": 1, "host": self.name, "calls": request["calls"], "padding": "x" * self.padding, "user": user}
 
 
 class Lab:
@@ -229,3 +229,9 @@ def test_five_hundred_servers_share_one_acceptor_thread(lab):
     assert threading.active_count() == threads_before + 1
     assert len({endpoint.port for endpoint in started.endpoints}) == 500
     assert started.session(499).run_ps("exit 0").status_code == 0
+
+
+@pytest.mark.parametrize("transport", ["basic", "ntlm"])
+def test_the_winrm_account_reaches_the_runner(lab, transport):
+    """Get-HybridmailHost's UserName is the account of the connection: the shell's owner."""
+    assert run_runner(lab().session(transport=transport))["user"] == USER

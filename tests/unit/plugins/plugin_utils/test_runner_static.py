@@ -20,15 +20,27 @@ BUILTIN_COMMANDS = {
     "Get-Command",     # are the Exchange cmdlets there?
     "Get-PSSnapin",
     "Add-PSSnapin",
+    "Get-Content",     # bin\exShell.psc1 (Edge)
+    "Import-Module",   # bin\RemoteExchange.ps1
     "Join-Path",
-    "Test-Path",
     "Get-Date",
+    "ConvertTo-SecureString",
     "ConvertFrom-Json",
     "ConvertTo-Json",
-    "Write-Output",    # the one result line
+    "Where-Object",
+    "Select-Object",
+    "Write-Output",    # the one result line (and the language-mode refusal)
 }
-# Defined by Exchange's RemoteExchange.ps1, which the runner dot-sources (session.load remote_exchange).
+# Defined by Exchange's RemoteExchange.ps1, which the runner imports (session.load remote_exchange).
 EXCHANGE_LOADER_COMMANDS = {"Connect-ExchangeServer"}
+# Commands that write nothing to the output stream: they may stand as statements of their own.
+NO_OUTPUT_COMMANDS = {"Set-StrictMode", "Add-PSSnapin", "Import-Module"}
+# Calls without -ErrorAction Stop, each with its reason (the runner says the same in a comment).
+ERROR_ACTION_EXCEPTIONS = {
+    "Get-Command": "-ErrorAction Ignore: a probe, 'no such command' is an answer",
+    "Get-PSSnapin": "-ErrorAction Ignore: a probe, 'not added' is an answer",
+    "Connect-ExchangeServer": "Exchange's function reports through Write-Host and $Error; the probe judges",
+}
 
 FORBIDDEN = [
     r"Invoke-Expression", r"\biex\b", r"Add-Type", r"ScriptBlock\]::Create", r"NewScriptBlock",
@@ -36,7 +48,8 @@ FORBIDDEN = [
     r"Start-Process", r"Invoke-Command", r"New-PSSession", r"Enter-PSSession", r"Invoke-Item",
     r"Start-BitsTransfer", r"DownloadString", r"DownloadFile", r"Net\.Sockets", r"Reflection\.Assembly",
     r"Set-Content", r"Add-Content", r"Out-File", r"New-Item", r"Remove-Item", r"Set-Item", r"New-ItemProperty",
-    r"EncodedCommand", r"https?://", r"\$ExecutionContext", r"Register-ScheduledTask", r"Set-ExecutionPolicy",
+    r"EncodedCommand", r"https?://", r"\$ExecutionContext(?!\.SessionState\.LanguageMode\b)",
+    r"Register-ScheduledTask", r"Set-ExecutionPolicy", r"\$Error\b\s*=",
 ]
 PS7_ONLY = [r"\?\?", r"\?\.", r"\?\[", r"&&", r"\|\|", r"-AsHashtable", r"-Parallel", r"\$PSStyle"]
 
@@ -165,32 +178,123 @@ def test_every_command_is_known(tree):
     for kind, name, operator, node in commands(tree):
         if kind == "name":
             assert name in BUILTIN_COMMANDS | defined | EXCHANGE_LOADER_COMMANDS, "unexpected command %s" % name
-            assert operator in (None, "."), name
-            assert operator is None or name == "Import-HybridmailExchange", "only the loader is dot-sourced: %s" % name
+            assert operator is None, "nothing is dot-sourced or invoked by name with an operator: %s" % name
 
 
-def test_dynamic_call_sites_are_the_guarded_ones(tree):
+def test_dynamic_call_site_is_the_guarded_one(tree):
     dynamic = [(kind, name, operator, enclosing_function(node)) for kind, name, operator, node in commands(tree)
                if kind != "name"]
-    assert sorted(dynamic) == [
-        ("variable", "$cmdletName", "&", "Invoke-HybridmailCall"),
-        ("variable", "$remoteExchangeScript", ".", "Import-HybridmailExchange"),
-    ]
+    assert dynamic == [("variable", "$cmdletName", "&", "Invoke-HybridmailCall")]
     body = text(functions(tree)["Invoke-HybridmailCall"])
     check = body.index("if ($AllowedCmdlets -cnotcontains $cmdletName)")
     assert check < body.index("& $cmdletName @splat")
-    assert body.count("$cmdletName =") == 1 and "$cmdletName = $Call['cmdlet']" in body
-    loader = text(functions(tree)["Import-HybridmailExchange"])
-    assert "$remoteExchangeScript = Join-Path -Path $loadInstallPath -ChildPath 'bin\\RemoteExchange.ps1'" in loader
-    assert loader.count("$remoteExchangeScript =") == 1
+    assert body.count("$cmdletName =") == 1 and "$cmdletName = $Call.Cmdlet" in body
+    assert body.count("$splat =") == 1 and "$splat = $Call.Arguments" in body
 
 
-def test_requests_are_refused_before_any_call(tree):
-    refusal = text(functions(tree)["Test-HybridmailRefusal"])
-    assert "$AllowedCmdlets -cnotcontains $call['cmdlet']" in refusal
-    assert "$Request['read_only'] -and $call['mutation']" in refusal
-    reader = text(functions(tree)["Read-HybridmailRequest"])
-    assert "-not $call['cmdlet'].StartsWith('Get-', [System.StringComparison]::Ordinal)" in reader
+def test_requests_are_refused_before_any_call(source, tree):
+    code = code_only(source, tree)
+    main = code[code.index("$HybridmailClock = "):]
+    refusal = main.index("if ($AllowedCmdlets -cnotcontains $HybridmailName -or ($HybridmailPlan.read_only -ne $false -and "
+                         "$HybridmailMutation))")
+    assert "$HybridmailMutation = -not $HybridmailName.StartsWith('Get-', [System.StringComparison]::Ordinal)" in main
+    # the refusal loop ends before the session is loaded and before any call runs
+    assert refusal < main.index("Import-HybridmailExchange -LoadMode") < main.index("Invoke-HybridmailCall -Call")
+    assert main.count("Invoke-HybridmailCall -Call") == 1 and main.count("Import-HybridmailExchange") == 1
+    # the loop over calls runs only when nothing failed (refusal, bad request, session)
+    loop = main.index("foreach ($HybridmailCall in $HybridmailCalls) {\n        if ($null -ne $HybridmailFailure) { break }")
+    assert loop < main.index("Invoke-HybridmailCall -Call")
+
+
+def test_every_cmdlet_call_passes_error_action_stop(source, tree):
+    """[H6] Exchange's errors are non-terminating: without -ErrorAction Stop, try/catch sees none."""
+    defined = set(functions(tree))
+    seen = set()
+    for kind, name, _operator, node in commands(tree):
+        if kind != "name" or name in defined:
+            continue
+        seen.add(name)
+        elements = [child for child in node.children if child.type == "command_elements"]
+        tokens = [text(child) for element in elements for child in element.children if child.type != "command_argument_sep"]
+        if name in ERROR_ACTION_EXCEPTIONS:
+            continue
+        if name == "Write-Output" and "HYBRIDMAIL-REFUSED" in text(node):
+            continue  # the ConstrainedLanguage refusal: before any preference, with the least there is
+        pairs = list(zip(tokens, tokens[1:]))
+        assert ("-ErrorAction", "Stop") in pairs, "%s without -ErrorAction Stop: %s" % (name, text(node))
+    assert set(ERROR_ACTION_EXCEPTIONS) <= seen  # no stale exception
+    # the dynamic call: ErrorAction = 'Stop' is set after the request's own parameters, whatever they said
+    code = code_only(source, tree)
+    copied = code.index("$HybridmailArguments[$HybridmailParameter.Name] = ConvertTo-HybridmailArgument")
+    assert copied < code.index("$HybridmailArguments['ErrorAction'] = 'Stop'") < code.index("$HybridmailCalls.Add(")
+    for name, reason in ERROR_ACTION_EXCEPTIONS.items():
+        assert name in code and reason
+
+
+_CAPTURING = {"assignment_expression", "array_expression", "sub_expression", "parenthesized_expression",
+              "script_block_expression"}
+
+
+def _captured(node) -> tuple:
+    """(captured, enclosing function name or None) for a statement: is its output taken by an
+    assignment, @(...), $(...), (...) or a script block argument before it reaches a function's or the
+    script's output stream?"""
+    parent = node.parent
+    while parent is not None and parent.type != "function_statement":
+        if parent.type in _CAPTURING:
+            return True, None
+        parent = parent.parent
+    return False, enclosing_function(node)
+
+
+def test_nothing_but_the_result_line_reaches_the_output_stream(source, tree):
+    """[H10] Every value not meant for the output is assigned; helpers write only their one object."""
+    lists = {match.group(1) for match in re.finditer(
+        r"(\$\w+) = New-Object -TypeName 'System\.Collections\.Generic\.List\[object\]'", source.decode("ascii"))}
+    helpers = set(_runner.RUNNER_HELPERS)
+    top_level_output = []
+    for node in walk(tree.root_node):
+        if node.type != "pipeline" or node.parent.type != "statement_list":
+            continue
+        if node.children[0].type == "assignment_expression":
+            continue
+        captured, function = _captured(node)
+        if captured:
+            continue
+        statement = text(node).strip()
+        first_word = statement.split()[0]
+        if first_word in NO_OUTPUT_COMMANDS:
+            continue
+        if re.match(r"(\$\w+)\.Add\(", statement) and statement.split(".")[0] in lists:
+            continue  # List[object].Add returns void
+        if function in helpers and statement.startswith("[pscustomobject]"):
+            continue  # a helper's one output object per item
+        if function is None and first_word == "Write-Output":
+            top_level_output.append(statement)
+            continue
+        raise AssertionError("statement writes to the output stream: %s (in %s)" % (statement, function or "the script"))
+    assert top_level_output == [
+        "Write-Output ('HYBRIDMAIL-REFUSED:LanguageMode:' + $ExecutionContext.SessionState.LanguageMode)",
+        "Write-Output -InputObject ($HybridmailResultPrefix + $HybridmailPayload) -ErrorAction Stop",
+    ]
+
+
+def test_language_mode_is_checked_first_with_constrained_language_constructs(source, tree):
+    """[H15] The first statement; in ConstrainedLanguage only core types and no method calls are safe."""
+    statements = [child for child in walk(tree.root_node) if child.parent is not None
+                  and child.parent.type == "statement_list" and child.parent.parent == tree.root_node]
+    first = statements[0]
+    assert first.type == "if_statement"
+    assert text(first) == (
+        "if ($ExecutionContext.SessionState.LanguageMode -ne 'FullLanguage') {\n"
+        "    Write-Output ('%s' + $ExecutionContext.SessionState.LanguageMode)\n"
+        "    exit 1\n}" % _runner.refusal_line("LanguageMode", ""))
+    assert "[" not in text(first) and ".(" not in text(first).replace(" ", "")
+
+
+def test_runner_is_small(source):
+    """The issue's hard limit: an Exchange admin reads the whole file in minutes."""
+    assert source.count(b"\n") <= 300
 
 
 def test_allow_list_matches_runner_module(tree):
@@ -212,14 +316,27 @@ def test_wire_constants_match(source):
     code = source.decode("ascii")
     assert "$HybridmailWireVersion = %d\n" % _runner.WIRE_VERSION in code
     assert "$HybridmailResultPrefix = '%s'\n" % _runner.RESULT_PREFIX in code
-    assert "-Encoded $%s\n" % _runner.REQUEST_VARIABLE in code
+    assert "FromBase64String($%s)" % _runner.REQUEST_VARIABLE in code
+    assert "'HYBRIDMAIL-REFUSED:LanguageMode:'" in code and _runner.REFUSED_PREFIX == "HYBRIDMAIL-REFUSED:"
 
 
 def test_one_output_line_then_exit_zero(source, tree):
     names = [name for kind, name, _operator, _node in commands(tree) if kind == "name"]
-    assert names.count("Write-Output") == 1
+    assert names.count("Write-Output") == 2  # the result line, and the language-mode refusal
     assert names.count("ConvertTo-Json") == 1
     code = code_only(source, tree).rstrip()
-    assert code.endswith("Write-Output -InputObject ($HybridmailResultPrefix + $HybridmailPayload)\nexit 0")
-    assert code.lstrip().startswith("Set-StrictMode -Version 2\n")
-    assert "ConvertTo-Json -InputObject $HybridmailResponse -Depth 10 -Compress" in code
+    assert code.endswith("Write-Output -InputObject ($HybridmailResultPrefix + $HybridmailPayload) -ErrorAction Stop\nexit 0")
+    assert "\n}\nSet-StrictMode -Version 2 -ErrorAction Stop" in code  # right after the language-mode check
+    # [H1] [H2] -InputObject (not the pipeline) and a depth for the whole response
+    assert "ConvertTo-Json -InputObject $HybridmailResponse -Depth 10 -Compress -ErrorAction Stop" in code
+
+
+def test_hazard_comments(source):
+    """Each Windows PowerShell 5.1 hazard of the issue has its tag in the header and at its site."""
+    code = source.decode("ascii")
+    header = code[:code.index("if ($ExecutionContext")]
+    for number in range(1, 16):
+        assert re.search(r"^#.*\bH%d " % number, header, re.MULTILINE), number
+    for number in (1, 2, 3, 4, 5, 6, 8, 10, 11, 12, 13, 14, 15):
+        assert code.count("[H%d]" % number) >= 1, number
+    assert "Shared/Confirm-ExchangeShell.ps1" in code and "Import-Module -Name (Join-Path" in code

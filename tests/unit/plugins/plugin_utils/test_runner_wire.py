@@ -166,4 +166,6 @@ def test_allow_list_and_mutations():
     mutations = [name for name in _runner.ALLOWED_CMDLETS if _runner.is_mutation(name)]
     assert mutations == ["Enable-ExchangeCertificate", "Remove-ExchangeCertificate", "Set-SendConnector",
                          "Set-ReceiveConnector", "Import-ExchangeCertificate", "Set-HybridConfiguration"]
+    for name in ("Import-ExchangeCertificate", "Set-HybridConfiguration", "Get-ManagementRoleAssignment", "Get-ManagementRole"):
+        assert name in _runner.EXCHANGE_CMDLETS
     assert _runner.is_mutation("get-ExchangeCertificate")  # case matters: the runner refuses it too

@@ -168,3 +168,31 @@ def test_range_and_bundle_option_errors(tmp_path):
     garbage.write_text("not a bundle")
     with pytest.raises(_args.OptionError, match="no PEM certificate"):
         _args.trust_store({"min_key_size": 2048, "trust_bundle": str(garbage)})
+
+
+def _fleet_with_session(name: str, auto: str) -> Fleet:
+    import yaml
+
+    with open(os.path.join(FLEETS, name + ".yml"), encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    for entry in data["servers"]:
+        if entry.get("role") != "edge":  # Edge has no remote Exchange PowerShell
+            entry["session"] = dict(entry.get("session") or {}, auto=auto)
+    return Fleet.from_dict(data, clock=lambda: NOW)  # one clock for both fleets: same event and queue times
+
+
+@pytest.mark.parametrize("name", ["kb2888788", "localized", "edge", "stale_tls_name"])
+def test_local_and_remote_session_shapes_give_the_same_facts(name, lab_store):
+    """The model and snapshot are proved against both shapes the runner can meet: snap-in objects and
+    the deserialized objects of a remote_exchange session (enum names, dates with the server's offset,
+    RawData as text). The facts must not depend on how the cmdlets were loaded."""
+    local, remote = _fleet_with_session(name, "snapin"), _fleet_with_session(name, "remote_exchange")
+    for server_name in local.servers:
+        calls = _snapshot.audit_calls(7)
+        answers = [fleet_.servers[server_name].handle_request(_snapshot.request(calls, read_only=True))
+                   for fleet_ in (local, remote)]
+        assert answers[1]["runner"]["load"] == ("snapin" if local.servers[server_name].is_edge else "remote_exchange")
+        snapshots = [_snapshot.ServerSnapshot.from_response(answer, server_name.lower(), calls) for answer in answers]
+        facts = [_facts.server_facts(snapshot, _facts.evaluate(snapshot, lab_store, NOW), NOW, None) for snapshot in snapshots]
+        assert facts[0] == facts[1], server_name
+        assert facts[0]["certificates"], server_name

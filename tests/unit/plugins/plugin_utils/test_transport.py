@@ -293,3 +293,88 @@ def test_exception_hierarchy():
     for cls in (_transport.BadRequest, _transport.RequestRefused, _transport.SessionLoadFailed):
         assert issubclass(cls, _transport.RequestFailed)
     assert issubclass(_transport.GuardFailed, _transport.CallFailed)
+
+
+# ------------------------------------------------------------------ language mode, request check
+
+
+@pytest.mark.parametrize("mode", ["ConstrainedLanguage", "RestrictedLanguage"])
+def test_language_mode_refusal_line(mode):
+    stdout = ("WARNING: something\r\n" + _runner.refusal_line("LanguageMode", mode) + "\r\n").encode("ascii")
+    connection = FakeConnection(1, stdout, b"")
+    with pytest.raises(_transport.LanguageModeRefused) as caught:
+        run(connection)
+    error = caught.value
+    assert isinstance(error, _transport.RequestFailed)
+    assert error.error_type == "LanguageMode" and error.language_mode == mode and error.host == HOST
+    assert str(error) == ("%s: PowerShell runs in %s mode (AppLocker/WDAC); the runner needs FullLanguage. "
+                          "Nothing was run." % (HOST, mode))
+
+
+def test_refusal_line_shape():
+    assert _runner.refusal_line("LanguageMode", "ConstrainedLanguage") == "HYBRIDMAIL-REFUSED:LanguageMode:ConstrainedLanguage"
+    assert _runner.find_refusal("x\r\n  HYBRIDMAIL-REFUSED:LanguageMode:ConstrainedLanguage  \r\n") == (
+        "LanguageMode", "ConstrainedLanguage")
+    assert _runner.find_refusal("HYBRIDMAIL-RESULT:abc\n") is None
+
+
+def test_a_result_line_wins_over_a_refusal_text_in_other_output():
+    # a refusal line is only believed when there is no result line (the runner prints one or the other)
+    stdout = ("HYBRIDMAIL-REFUSED:LanguageMode:ConstrainedLanguage\r\n" + _runner.result_line(response()) + "\r\n")
+    result = run(FakeConnection(0, stdout.encode("ascii"), b""))
+    assert result["host"] == "EX01"
+
+
+def _with_call(**changes):
+    request = json.loads(json.dumps(REQUEST))
+    request["calls"][0].update(changes)
+    return request
+
+
+@pytest.mark.parametrize("request_document, kind, message", [
+    (dict(REQUEST, version=2), _transport.BadRequest, "unsupported request version 2"),
+    (dict(REQUEST, read_only="yes"), _transport.BadRequest, "read_only must be true or false"),
+    (dict(REQUEST, session={}), _transport.BadRequest, "session.load must be one of"),
+    (_with_call(id=""), _transport.BadRequest, "unique, non-empty string id"),
+    (_with_call(parameters={"OutVariable": "x"}), _transport.BadRequest, "parameter OutVariable is not allowed"),
+    (_with_call(parameters={"Password": {"__hybridmail": "secure_string", "value": 1}}), _transport.BadRequest,
+     "secure_string needs a string value"),
+    (_with_call(parameters={"FileData": {"__hybridmail": "bytes", "value": "not base64!"}}), _transport.BadRequest,
+     "bytes needs a base64 string value"),
+    (_with_call(parameters={"X": {"__hybridmail": "days_ago", "value": "7"}}), _transport.BadRequest,
+     "days_ago needs an integer value"),
+    (_with_call(properties="Thumbprint"), _transport.BadRequest, "properties must be a list of names"),
+    (_with_call(cmdlet="Get-ChildItem"), _transport.RequestRefused, "Get-ChildItem is not allowed"),
+    (_with_call(cmdlet="Remove-ExchangeCertificate"), _transport.RequestRefused, "not allowed in a read-only request"),
+])
+def test_requests_the_runner_would_refuse_are_not_sent(request_document, kind, message):
+    connection = answering(response())
+    with pytest.raises(kind, match=message) as caught:
+        run(connection, request_document)
+    assert str(caught.value).startswith(HOST + ": ")
+    assert connection.calls == []  # nothing ran on the host
+
+
+def test_typed_values_pass_the_check():
+    request = _with_call(cmdlet="Get-ExchangeCertificate", parameters={
+        "Server": {"__hybridmail": "computername"},
+        "FileData": _runner.bytes_value(b"\x30\x82\x01\x00"),
+        "Password": _runner.secure_string_value("P@ss w\u00f6rd"),
+    })
+    _runner.check_request(request)
+    assert _runner.bytes_value(b"\x00\xff") == {"__hybridmail": "bytes", "value": "AP8="}
+
+
+def test_composed_bytes_are_the_composed_script():
+    assert _runner.compose_script_bytes(REQUEST) == _runner.compose_script(REQUEST).encode("ascii")
+    assert _runner.compose_script_bytes(REQUEST).endswith(_runner.load_runner_text().encode("ascii"))
+
+
+def test_constrained_language_stopping_the_bootstrap_is_named_too():
+    # If ConstrainedLanguage stopped the bootstrap's [ScriptBlock]::Create before runner.ps1 could check.
+    stderr = ('#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
+              '<S S="Error">Cannot invoke method. Method invocation is supported only on core types in this language '
+              'mode._x000D__x000A_</S><S S="Error">    + FullyQualifiedErrorId : '
+              'MethodInvocationNotSupportedInConstrainedLanguage_x000D__x000A_</S></Objs>').encode("utf-8")
+    with pytest.raises(_transport.LanguageModeRefused, match="ConstrainedLanguage mode .AppLocker/WDAC.; the runner needs"):
+        run(FakeConnection(1, b"", stderr))
