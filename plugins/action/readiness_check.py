@@ -45,6 +45,9 @@ class ActionModule(_enforce_action.EnforceAction):
         entry = _report.entry_from_result(outcome, host, args["mode"], options, exemptions)
         summary = _report.host_summary(host, entry, args["fail_on"])
         result.update(summary, changed=bool(entry.get("changed")), plan=[step["description"] for step in outcome.get("plan") or ()])
+        if entry.get("may_have_applied"):
+            # The mutating round trip got no usable answer: changed is unknown, reported as true (Ansible needs a bool).
+            result.update(changed=True, changed_unknown=True, may_have_applied=entry["may_have_applied"])
         if "diff" in outcome:
             result["diff"] = outcome["diff"]
         try:

@@ -7,7 +7,9 @@ Input (a "run"):
 
     {"hosts": {inventory_hostname: {"facts": <certificate_info facts> | None,
                                     "findings": [Finding | Finding.to_dict()],
-                                    "error": str | None, "unreachable": bool, "changed": bool | None}},
+                                    "error": str | None, "unreachable": bool, "changed": bool | None,
+                                    "may_have_applied": [step description] (the outcome of a mutating
+                                    round trip that got no usable answer: changed is unknown)}},
      "fleet_findings": [...] (optional: computed from the facts when absent),
      "fail_on": "critical" | "warning" | "never", "mode": "audit" | "enforce",
      "options": {...} (echoed), "generated_at": ISO 8601 or datetime (default: now),
@@ -154,12 +156,17 @@ def _host_entry(host: str, entry: Mapping, fail_on: str, include_facts: bool) ->
         raise ReportError("host %s: %s" % (host, exc)) from None
     server = (facts or {}).get("server") if isinstance(facts, Mapping) else None
     changed = entry.get("changed")
+    may_have_applied = [str(step) for step in entry.get("may_have_applied") or ()]
     return {
         "host": host,
         "status": status,
         "audited": isinstance(facts, Mapping),
         "error": error,
-        "changed": changed if isinstance(changed, bool) else None,
+        # Unknown (null) when nothing says, and when a mutating round trip got no usable answer; then
+        # changed_unknown is true and may_have_applied names the steps that may have run.
+        "changed": None if may_have_applied else changed if isinstance(changed, bool) else None,
+        "changed_unknown": bool(may_have_applied),
+        "may_have_applied": may_have_applied,
         # fail_on never: nothing fails the run (errors are still reported everywhere); otherwise a host
         # that was not audited cannot be called compliant.
         "compliant": fail_on == "never" or (status == STATUS_OK and _findings.compliance(findings, fail_on)),
@@ -201,6 +208,7 @@ def build_report(run: Mapping) -> dict:
         "failed": sum(1 for entry in hosts if entry["status"] == STATUS_FAILED),
         "unreachable": sum(1 for entry in hosts if entry["status"] == STATUS_UNREACHABLE),
         "changed": sum(1 for entry in hosts if entry["changed"]),
+        "changed_unknown": sum(1 for entry in hosts if entry["changed_unknown"]),
         "non_compliant_hosts": sum(1 for entry in hosts if not entry["compliant"]),
         "findings": {key: sum(entry["counts"][key] for entry in hosts) + _findings.counts(fleet)[key]
                      for key in _findings.SEVERITIES + ("exempted",)},
@@ -332,7 +340,8 @@ def render_junit(report: Mapping) -> bytes:
         _properties(suite, {
             "status": entry["status"],
             "compliant": str(entry["compliant"]).lower(),
-            "changed": None if entry["changed"] is None else str(entry["changed"]).lower(),
+            "changed": "unknown" if entry["changed_unknown"] else None if entry["changed"] is None else str(entry["changed"]).lower(),
+            "may_have_applied": "; ".join(entry["may_have_applied"]) or None,
             "fqdn": (entry.get("server") or {}).get("fqdn"),
             "exchange_version": (entry.get("server") or {}).get("version"),
             "gathered_at": entry.get("gathered_at"),
@@ -408,10 +417,11 @@ def render_markdown(report: Mapping) -> str:
             "compliant" if report["compliant"] else "NOT COMPLIANT", md(report["fail_on"]), md(report["mode"]),
             md(report["generated_at"]), COLLECTION, md(report["collection"].get("version") or "")),
         "",
-        "| Hosts | Audited | Failed | Unreachable | Changed | Not compliant | Critical | Warning | Info | Exempt |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        "| %d | %d | %d | %d | %d | %d | %d | %d | %d | %d |" % (
-            totals["hosts"], totals["ok"], totals["failed"], totals["unreachable"], totals["changed"], totals["non_compliant_hosts"],
+        "| Hosts | Audited | Failed | Unreachable | Changed | Changed: unknown | Not compliant | Critical | Warning | Info | Exempt |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d |" % (
+            totals["hosts"], totals["ok"], totals["failed"], totals["unreachable"], totals["changed"],
+            totals.get("changed_unknown", 0), totals["non_compliant_hosts"],
             totals["findings"]["critical"], totals["findings"]["warning"], totals["findings"]["info"], totals["findings"]["exempted"]),
         "",
         "## Servers",
@@ -435,6 +445,11 @@ def render_markdown(report: Mapping) -> str:
     lines += ["", "## Unreachable or failed hosts", ""]
     if errors:
         lines += ["- **%s** (%s): %s" % (md(entry["host"]), entry["status"], md(entry["error"])) for entry in errors]
+        unknown = [entry for entry in errors if entry.get("changed_unknown")]
+        if unknown:
+            lines += ["", "Changed: **unknown** - the mutating round trip was sent but gave no usable answer; these steps may "
+                          "have been applied (the next run plans from what the servers hold):", ""]
+            lines += ["- **%s**: %s" % (md(entry["host"]), md("; ".join(entry["may_have_applied"]))) for entry in unknown]
     else:
         lines.append("None: every host was audited.")
 
@@ -539,6 +554,8 @@ def entry_from_result(result, host: str, mode: str, options: _findings.Options, 
     # findings say why. In enforce mode a blocked or failed change is an error of that host.
     failed = result.get("failed") and not (mode == "audit" and "certificates" in facts)
     entry = {"changed": bool(result.get("changed")) and mode == "enforce", "error": result.get("msg") if failed else None}
+    if result.get("changed_unknown"):
+        entry.update(changed=None, may_have_applied=[str(step) for step in result.get("may_have_applied") or ()])
     if "certificates" not in facts:
         entry["error"] = entry["error"] or "the module returned no certificate facts"
         return entry
