@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce_action, _report
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce_action, _report, _runlock
 
 ARGUMENT_SPEC = dict(
     _enforce_action.SMTP_CERTIFICATE_SPEC,
@@ -40,6 +40,12 @@ class ActionModule(_enforce_action.EnforceAction):
             options, exemptions = _args.findings_options(args)
         except _args.OptionError as exc:
             return dict(result, failed=True, msg=str(exc))
+
+        try:
+            # The role took the report directory's lock for this run; another run's lock stops this host here.
+            _runlock.check(args["report_dir"])
+        except (_runlock.LockError, OSError) as exc:
+            return dict(result, failed=True, msg="%s: not contacted: %s" % (host, exc))
 
         outcome = self.enforce({}, args, host, check_mode=args["mode"] == "audit" or self._task.check_mode)
         entry = _report.entry_from_result(outcome, host, args["mode"], options, exemptions)

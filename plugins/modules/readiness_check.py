@@ -83,6 +83,8 @@ options:
     description:
       - Directory on the controller of the run's reports. The host's record goes to its C(hosts/) subdirectory
         (created when missing), replacing the record of the host's previous run.
+      - When another run holds the report directory's lock (see O(hybridmail.exchange.readiness_report#module:report_dir)),
+        the task fails before the server is contacted.
     type: path
     required: true
 seealso:

@@ -179,7 +179,10 @@ SPEC = "Validating arguments against arg spec 'main'"
 # (case id, mode, extra vars, what the output must say). Argument spec errors name the variable;
 # the others are checked by the modules or the report, which must still refuse before any round trip.
 ROLE_CASES = [
-    ("mode", "audit", {"hybrid_readiness_mode": "fix"}, "value of hybrid_readiness_mode must be one of: audit, enforce, got: fix"),
+    ("mode", "enforce", {"hybrid_readiness_mode": "fix"}, "value of hybrid_readiness_mode must be one of: audit, enforce, got: fix"),
+    # The audit playbook refuses any mode but audit, before the role checks anything (issue 16).
+    ("mode-on-audit", "audit", {"hybrid_readiness_mode": "fix"},
+     "playbooks/hybrid_readiness.yml only audits, but hybrid_readiness_mode is 'fix'"),
     ("fail-on", "audit", {"hybrid_readiness_fail_on": "sometimes"},
      "value of hybrid_readiness_fail_on must be one of: critical, warning, never, got: sometimes"),
     ("expiry-not-int", "audit", {"hybrid_readiness_expiry_warning_days": "soon"},

@@ -22,7 +22,7 @@ import sys
 import time
 
 from tests.integration.playbook_runs import PLAYBOOKS, TRUST_BUNDLE, derived_inventory, hybrid_fleet, run_playbook, run_role, write_fleet
-from tests.lab.testing import running_lab
+from tests.lab.testing import ansible_env, running_lab
 
 
 def commands(servers: dict) -> dict:
@@ -144,3 +144,142 @@ def test_a_mutating_round_trip_without_a_usable_answer_is_failed_with_changed_un
     if "| 5 | 0 | 5 | 0 | 0 | 5 | 5 |" not in run.summary:
         problems.append("summary.md totals: %s" % run.summary.split("## Servers")[0])
     assert not problems, "\n".join(problems) + "\n\n" + run.output
+
+
+# ---------------------------------------------------------------------------------------------
+# One run at a time per report directory; the host records' directory checked up front
+# ---------------------------------------------------------------------------------------------
+
+LOCK = ".hybridmail.lock"
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def write_lock(report_dir, pid: int, state: str = "running", host: str | None = None) -> dict:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    document = {"schema": "hybridmail.exchange/report-lock", "run_id": "0123456789abcdef0123456789abcdef", "pid": pid,
+                "pid_start": None, "host": host or socket.gethostname(), "started_at": "2026-12-01T08:00:00Z", "state": state}
+    (report_dir / LOCK).write_text(json.dumps(document), encoding="utf-8")
+    return document
+
+
+def small_lab(tmp_path, kinds=None):
+    return running_lab(write_fleet(tmp_path / "fleet.yml", hybrid_fleet(kinds or {"EX01": "unbound", "EX02": "healthy"})),
+                       tmp_path=tmp_path)
+
+
+def playbook(lab, mode: str, report_dir, *extra: str, env=None) -> subprocess.CompletedProcess:
+    return run_playbook([PLAYBOOKS[mode], "-e", TRUST_BUNDLE, "-e", "hybrid_readiness_report_dir=%s" % report_dir, *extra],
+                        lab.inventory, env=env)
+
+
+def test_a_run_into_a_report_directory_another_live_run_holds_is_refused_before_any_server_is_contacted(tmp_path):
+    report_dir = tmp_path / "reports"
+    lock = write_lock(report_dir, os.getpid())  # this test's process: alive, on this host
+    with small_lab(tmp_path) as lab:
+        lab.reset_counters()
+        results = {mode: playbook(lab, mode, report_dir) for mode in ("audit", "enforce")}
+        servers = lab.status()["servers"]
+    for mode, completed in results.items():
+        output = completed.stdout + completed.stderr
+        assert completed.returncode != 0, output
+        assert ("the report directory %s is in use by run %s (pid %d on %s, started 2026-12-01T08:00:00Z), which is still "
+                "running." % (report_dir, lock["run_id"], os.getpid(), lock["host"])) in output, output
+        assert "No server was contacted." in output
+    assert commands(servers) == {"EX01": 0, "EX02": 0} and mutations(servers) == {}
+    assert json.loads((report_dir / LOCK).read_text(encoding="utf-8")) == lock  # the other run's lock is left alone
+    assert not (report_dir / "report.json").exists()
+
+
+def test_a_stale_lock_is_refused_with_how_to_clear_it_and_a_clean_run_removes_its_own(tmp_path):
+    report_dir = tmp_path / "reports"
+    lock = write_lock(report_dir, dead_pid())
+    with small_lab(tmp_path) as lab:
+        lab.reset_counters()
+        refused = playbook(lab, "enforce", report_dir)
+        after_refusal = lab.status()["servers"]
+        (report_dir / LOCK).unlink()  # what the message says to do
+        lab.reset_counters()
+        run = run_role(lab.inventory, "enforce", report_dir)
+        servers = lab.status()["servers"]
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0, output
+    assert ("which no longer runs: it stopped during a batch (killed, interrupted or crashed), so servers of that batch may be "
+            "half-done and its reports incomplete. Run again once you know that no run is writing into %s, after deleting the "
+            "stale lock: rm %s" % (report_dir, report_dir / LOCK)) in output, output
+    assert "run %s (pid %d on %s" % (lock["run_id"], lock["pid"], lock["host"]) in output
+    assert commands(after_refusal) == {"EX01": 0, "EX02": 0}
+    # Once cleared: the run (three batches: 1, 25 %, the rest - the lock is kept across them) fixes EX01 and removes its lock.
+    assert run.rc == 0, run.output
+    assert mutations(servers) == {"EX01": ["Enable-ExchangeCertificate", "Enable-ExchangeCertificate"]}
+    assert not (report_dir / LOCK).exists()
+
+
+def test_a_stopped_rollout_leaves_a_lock_the_next_run_takes_over(tmp_path):
+    """The canary fails, so the rollout stops after its report: that run ended cleanly between batches, and
+    the next run into the same directory takes its lock over (and removes it when done)."""
+    report_dir = tmp_path / "reports"
+    with small_lab(tmp_path, {"EX01": "unbound", "EX02": "unbound", "EX03": "healthy"}) as lab:
+        lab.fault("EX01", "cmdlet", cmdlet="Enable-ExchangeCertificate", times=1)
+        stopped = run_role(lab.inventory, "enforce", report_dir)
+        lock = json.loads((report_dir / LOCK).read_text(encoding="utf-8"))
+        rerun = run_role(lab.inventory, "enforce", report_dir)
+    assert stopped.rc == 2 and stopped.host("ex02")["error"] == "no result from this host in this run", stopped.output
+    assert lock["state"] == "between-batches", lock
+    assert rerun.rc == 0, rerun.output
+    assert all(entry["status"] == "ok" and entry["compliant"] for entry in rerun.report["hosts"])
+    assert not (report_dir / LOCK).exists()
+
+
+def test_two_concurrent_runs_into_one_report_directory_the_second_is_refused_up_front(tmp_path):
+    report_dir = tmp_path / "reports"
+    with small_lab(tmp_path) as lab:
+        lab.fault("EX01", "latency", seconds=6, times=1)  # keeps the first run in its audit for a while
+        lab.fault("EX02", "latency", seconds=6, times=1)
+        lab.reset_counters()
+        first = subprocess.Popen(
+            [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", lab.inventory, PLAYBOOKS["audit"], "-e",
+             TRUST_BUNDLE, "-e", "hybrid_readiness_report_dir=%s" % report_dir],
+            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+            env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not (report_dir / LOCK).exists() and time.monotonic() < deadline and first.poll() is None:
+                time.sleep(0.05)
+            holder = json.loads((report_dir / LOCK).read_text(encoding="utf-8"))
+            second = playbook(lab, "enforce", report_dir)
+            during = commands(lab.status()["servers"])
+        finally:
+            first_output = first.communicate(timeout=120)[0]
+        servers = lab.status()["servers"]
+    output = second.stdout + second.stderr
+    assert second.returncode != 0, output
+    assert "is in use by run %s (pid %d on %s" % (holder["run_id"], holder["pid"], holder["host"]) in output, output
+    assert holder["pid"] == first.pid  # the lock names the ansible-playbook process of the first run
+    # The second run contacted nothing: every command the lab saw is the first run's one audit per server.
+    assert during == {"EX01": 1, "EX02": 1} and commands(servers) == {"EX01": 1, "EX02": 1} and mutations(servers) == {}
+    assert first.returncode == 2, first_output  # EX01 is not compliant; its report is whole
+    report = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
+    assert report["mode"] == "audit" and [h["status"] for h in report["hosts"]] == ["ok", "ok"]
+    assert not (report_dir / LOCK).exists()
+
+
+def test_a_host_records_directory_that_cannot_be_written_is_refused_before_any_change(tmp_path):
+    report_dir = tmp_path / "reports"
+    report_dir.mkdir()
+    (report_dir / "hosts").write_text("a file where the host records should go\n", encoding="utf-8")
+    with small_lab(tmp_path) as lab:
+        lab.reset_counters()
+        completed = playbook(lab, "enforce", report_dir)
+        servers = lab.status()["servers"]
+    output = completed.stdout + completed.stderr
+    assert completed.returncode != 0, output
+    assert "cannot write the hybrid readiness reports: [Errno 17] File exists: '%s'. No server was contacted." % (
+        report_dir / "hosts") in output, output
+    assert commands(servers) == {"EX01": 0, "EX02": 0} and mutations(servers) == {}
+    assert not (report_dir / LOCK).exists()
