@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce_action, _report, _runlock
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce_action, _report, _runlock, _text
 
 ARGUMENT_SPEC = dict(
     _enforce_action.SMTP_CERTIFICATE_SPEC,
@@ -32,6 +32,11 @@ class ActionModule(_enforce_action.EnforceAction):
         return _enforce_action.smtp_certificate_planner(args)
 
     def run(self, tmp=None, task_vars=None):
+        # The summary and the messages carry server text: control characters become visible escapes (the host
+        # record keeps the exact text; the reports escape it themselves).
+        return _text.people_result(self._run(tmp, task_vars))
+
+    def _run(self, tmp=None, task_vars=None):
         result = ActionBase.run(self, tmp, task_vars)
         del tmp
         args = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC)[1]

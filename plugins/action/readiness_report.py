@@ -15,7 +15,7 @@ import tempfile
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _findings, _report, _runlock
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _findings, _report, _runlock, _text
 
 ARGUMENT_SPEC = dict(
     hosts=dict(type="list", elements="str", required=True),
@@ -68,6 +68,10 @@ class ActionModule(ActionBase):
     _supports_async = False
 
     def run(self, tmp=None, task_vars=None):
+        # Errors and finding lines carry server text: control characters become visible escapes.
+        return _text.people_result(self._run(tmp, task_vars))
+
+    def _run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
         args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]

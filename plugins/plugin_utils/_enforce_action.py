@@ -15,7 +15,7 @@ import functools
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce, _plan, _snapshot, _transport
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce, _plan, _snapshot, _text, _transport
 
 # smtp_certificate's options (readiness_check has them too).
 SMTP_CERTIFICATE_SPEC = dict(
@@ -89,7 +89,8 @@ class EnforceAction(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         args = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC)[1]
-        return self.enforce(result, args, self.host_of(task_vars), check_mode=self._task.check_mode)
+        # Messages carry server text (error messages, connector names): control characters become visible escapes.
+        return _text.people_result(self.enforce(result, args, self.host_of(task_vars), check_mode=self._task.check_mode))
 
     def host_of(self, task_vars) -> str:
         return (task_vars or {}).get("inventory_hostname", self._play_context.remote_addr)
@@ -132,7 +133,7 @@ class EnforceAction(ActionBase):
 
         facts, failure = enforcer.report(planned, response)
         for note in facts["notes"]:
-            self._display.warning("%s: %s" % (host, note))
+            self._display.warning(_text.visible("%s: %s" % (host, note), _text.MESSAGE_KEEP))
         if not self._task.diff:
             facts.pop("diff", None)
         result.update(facts)

@@ -35,7 +35,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from typing import Callable, Iterable, Mapping
 
-from . import _findings
+from . import _findings, _text
 
 SCHEMA = "hybridmail.exchange/report"
 VERSION = 1
@@ -59,8 +59,6 @@ class ReportError(ValueError):
 # ---------------------------------------------------------------------------------------------
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
-# Characters XML 1.0 cannot carry at all, even escaped.
-_XML_FORBIDDEN = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _clean_text(text: str) -> str:
@@ -97,22 +95,23 @@ def _clean(value):
 
 
 def xml_text(value) -> str:
-    """Text safe for an XML 1.0 document: forbidden control characters become visible \\xNN escapes."""
-    text = _clean_text("" if value is None else str(value))
-    return _XML_FORBIDDEN.sub(lambda match: "\\x%02x" % ord(match.group()) if ord(match.group()) < 0x100 else "\ufffd", text)
+    """Text safe for an XML 1.0 document and for a person reading it: control characters (those XML 1.0
+    cannot carry among them) and bidi controls become visible escapes (_text.visible); line breaks and tabs stay."""
+    return _text.visible(value, keep=_text.MESSAGE_KEEP)
 
 
 # What can become markup inside a table cell or after a list marker: emphasis, code, links and images,
 # HTML, table cells, strike-through, math (GitLab), entities. Block syntax (#, -, 1.) cannot start
 # there. Bare URLs may still be auto-linked by GFM, but they show their full text.
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>!|~$&])")
-_MD_CONTROL = re.compile("[\u0000-\u001f\u007f-\u009f\u2028\u2029]+")
+# Line breaks and tabs become spaces (a value stays on one line); every other control character is escaped.
+_MD_SPACE = re.compile("[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]+")
 
 
 def md(value) -> str:
-    """Text for one Markdown table cell or list item: on one line, nothing in it becomes markup, links or HTML."""
-    text = _clean_text("" if value is None else str(value))
-    text = " ".join(_MD_CONTROL.sub(" ", text).split())
+    """Text for one Markdown table cell or list item: on one line, nothing in it becomes markup, links or HTML,
+    and control characters and bidi controls are visible escapes (_text.visible)."""
+    text = _text.visible(" ".join(_MD_SPACE.sub(" ", "" if value is None else str(value)).split()))
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
@@ -237,7 +236,8 @@ def build_report(run: Mapping) -> dict:
 
 
 def render_json(report: Mapping) -> str:
-    return json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n"
+    # The exact text, with control and bidi characters as JSON \\u escapes: the same data, safe on a console.
+    return _text.json_safe(json.dumps(report, indent=2, ensure_ascii=False, default=str)) + "\n"
 
 
 def _render_json_chunks(report: Mapping, facts_of: Callable[[str], Mapping | None]):
@@ -252,7 +252,7 @@ def _render_json_chunks(report: Mapping, facts_of: Callable[[str], Mapping | Non
     yield parts[0].encode("utf-8")
     for host, part in zip(audited, parts[1:]):
         # A host's facts sit three levels deep (report, hosts, host): their own lines get that indent.
-        text = json.dumps(_clean(facts_of(host)), indent=2, ensure_ascii=False, default=str)
+        text = _text.json_safe(json.dumps(_clean(facts_of(host)), indent=2, ensure_ascii=False, default=str))
         yield text.replace("\n", "\n      ").encode("utf-8")
         yield part.encode("utf-8")
 

@@ -279,9 +279,10 @@ def label(text: str) -> str:
 
 
 def xml_expected(text: str) -> str:
-    """What junit.xml can carry of a server string: XML 1.0 forbidden characters as \\xNN, line ends as LF."""
-    text = re.sub("[\x00-\x08\x0b\x0c\x0e-\x1f]", lambda match: "\\x%02x" % ord(match.group()), text)
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    """What junit.xml shows of a server string: control characters (XML 1.0 forbids most) as \\xNN, bidi
+    controls as \\uNNNN; line feeds and tabs as they are."""
+    text = re.sub("[\x00-\x08\x0b-\x1f\x7f-\x9f]", lambda match: "\\x%02x" % ord(match.group()), text)
+    return re.sub("[\u202a-\u202e\u2066-\u2069]", lambda match: "\\u%04x" % ord(match.group()), text)
 
 
 def unescaped_pipes(line: str) -> int:

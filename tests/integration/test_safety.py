@@ -283,3 +283,48 @@ def test_a_host_records_directory_that_cannot_be_written_is_refused_before_any_c
         report_dir / "hosts") in output, output
     assert commands(servers) == {"EX01": 0, "EX02": 0} and mutations(servers) == {}
     assert not (report_dir / LOCK).exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Control characters and bidi overrides from the server: visible escapes at every output boundary
+# ---------------------------------------------------------------------------------------------
+
+# Raw, none of these may reach the console, summary.md or junit.xml (report.json: only as JSON \u escapes).
+RAW = re.compile("[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+FRIENDLY_NAME = "Contoso \u202eexe.txt\u202c \x1b[2J\x1b[31mred\x1b[0m \x85 \x9b end"
+SUBJECT = "CN=mail.contoso.com, OU=\u2066hostile\u2069 \u202dunit, O=Contoso Ltd, C=US"
+CONNECTOR = "Outbound to Office 365 \u202e(evil)\u202c"
+
+
+def bidi_fleet() -> dict:
+    """A server whose untrusted SMTP certificate (friendly name, subject) and cloud send connector carry
+    terminal escapes, C1 controls and bidi overrides; each is named by a finding (HM103, HM201)."""
+    data = hybrid_fleet({"EX01": {"certificates": [
+        {"id": "public", "services": "IIS, SMTP"},
+        {"subject": SUBJECT, "issuer": "enterprise_ca", "sans": ["mail.contoso.com"], "not_before": "-200d",
+         "not_after": "+300d", "friendly_name": FRIENDLY_NAME, "services": "SMTP"}]}})
+    data["organization"]["send_connectors"][0]["name"] = CONNECTOR
+    return data
+
+
+def test_control_characters_and_bidi_overrides_from_the_server_are_visible_escapes(tmp_path):
+    with running_lab(write_fleet(tmp_path / "fleet.yml", bidi_fleet()), tmp_path=tmp_path) as lab:
+        run = run_role(lab.inventory, "audit", tmp_path / "reports")
+        servers = lab.status()["servers"]
+    entry = run.host("ex01")
+    assert entry["status"] == "ok", entry["error"]
+    # report.json: the exact data (the file itself holds the characters as JSON \u escapes).
+    assert FRIENDLY_NAME in {c["friendly_name"] for c in entry["facts"]["certificates"]}
+    assert any(CONNECTOR in f["title"] for f in entry["findings"]), [f["title"] for f in entry["findings"]]
+    report_text = (run.report_dir / "report.json").read_text(encoding="utf-8")
+    assert "\\u202e" in report_text and not RAW.search(report_text)
+    # The console, summary.md and junit.xml: no raw control or bidi character, the escapes visible instead.
+    for name, text in (("console", run.output), ("summary.md", run.summary),
+                       ("junit.xml", (run.report_dir / "junit.xml").read_text(encoding="utf-8"))):
+        found = RAW.search(text)
+        assert found is None, "%s carries U+%04X raw: ...%r..." % (name, ord(found.group()), text[max(0, found.start() - 60):found.end() + 20])
+    fatal = run.fatal("ex01")
+    assert len(fatal) == 1 and "\\u202e(evil)\\u202c" in fatal[0]["msg"], fatal
+    assert "exe.txt\\\\u202c \\\\x1b\\[2J" in run.summary and "Outbound to Office 365 \\\\u202e\\(evil\\)\\\\u202c" in run.summary, run.summary
+    hm201 = next(case for case in run.junit_suite("ex01").iter("testcase") if case.get("name", "").startswith("HM201 "))
+    assert "Outbound to Office 365 \\u202e(evil)\\u202c" in hm201.find("failure").get("message")

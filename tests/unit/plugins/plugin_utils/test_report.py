@@ -515,3 +515,20 @@ def test_a_change_of_unknown_outcome_is_unknown_in_every_report(run, schema):
     assert "- **ex06**: step 1 \\(enable SMTP on AB\\); step 2 \\(restore CD as the internal transport certificate\\)" in markdown
     assert "| Changed | Changed: unknown |" in markdown
     assert _report.host_summary("ex06", entry, "critical")["status"] == "failed"
+
+
+BIDI_AND_CONTROLS = "a\u202eb\u2066c\u2069d\u200fe\x1bf\x7fg\x85h\x9bi\ufeffj\rk"
+
+
+def test_control_and_bidi_characters_are_visible_escapes_in_markdown_and_junit_and_json_escapes_in_report_json(run):
+    assert _report.md(BIDI_AND_CONTROLS) == "a\\\\u202eb\\\\u2066c\\\\u2069d\\\\u200fe\\\\x1bf\\\\x7fg h\\\\x9bi\\\\ufeffj k"
+    assert _report.xml_text(BIDI_AND_CONTROLS + "\nl\tm") == "a\\u202eb\\u2066c\\u2069d\\u200fe\\x1bf\\x7fg\\x85h\\x9bi\\ufeffj\\x0dk\nl\tm"
+    server = world.kb2888788("EX07")
+    server.certificates[-1].friendly_name = BIDI_AND_CONTROLS
+    report = _report.build_report(dict(run, hosts={"ex07": entry(server)}))
+    text = _report.render_json(report)
+    assert not re.search("[\u202a-\u202e\u2066-\u2069\u200f\x7f-\x9f\ufeff]", text) and "\\u202e" in text
+    facts = json.loads(text)["hosts"][0]["facts"]
+    assert BIDI_AND_CONTROLS in {c["friendly_name"] for c in facts["certificates"]}  # the same data
+    for rendered in (_report.render_markdown(report), _report.render_junit(report).decode("utf-8")):
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200f\ufeff]", rendered)
