@@ -108,4 +108,12 @@ fleet_findings:
   returned: success
   type: list
   elements: str
+run_id:
+  description: The id of this run in the report directory's lock.
+  returned: with O(validate_only=true), on success
+  type: str
+lock:
+  description: The path of the report directory's lock, which this run now holds.
+  returned: with O(validate_only=true), on success
+  type: str
 """
