@@ -40,9 +40,10 @@ def test_a_run_takes_the_lock_keeps_it_across_batches_and_removes_it_after_the_l
 
 def test_a_live_run_of_this_host_keeps_its_lock(tmp_path):
     held = _runlock.acquire(str(tmp_path), pid=os.getpid(), host=HOST)
+    message = (r"is in use by run %s \(pid %d on %s, started .*\), which is still running\. Two runs into one report "
+               r"directory would overwrite" % (held["run_id"], os.getpid(), HOST))
     for attempt in (_runlock.acquire, _runlock.check):
-        with pytest.raises(_runlock.LockError, match=r"is in use by run %s \(pid %d on %s, started .*\), which is still running\. "
-                                                      r"Two runs into one report directory would overwrite" % (held["run_id"], os.getpid(), HOST)):
+        with pytest.raises(_runlock.LockError, match=message):
             attempt(str(tmp_path), pid=os.getpid() + 1, host=HOST)
     assert _runlock.release(str(tmp_path), last=True, pid=os.getpid() + 1, host=HOST) is None  # not the holder's: left alone
     assert lock_of(tmp_path) == held
@@ -57,8 +58,8 @@ def test_a_dead_run_s_lock_is_stale_refused_when_it_died_in_a_batch_and_taken_ov
         taken = _runlock.acquire(str(tmp_path), pid=os.getpid(), host=HOST)
         assert taken["pid"] == os.getpid() and "pid %d" % pid in taken["took_over"]
         return
-    with pytest.raises(_runlock.LockError, match=r"which no longer runs: it stopped during a batch .* after deleting the stale lock: "
-                                                  r"rm %s$" % (tmp_path / _runlock.LOCK_NAME)):
+    message = r"which no longer runs: it stopped during a batch .* after deleting the stale lock: rm %s$" % (tmp_path / _runlock.LOCK_NAME)
+    with pytest.raises(_runlock.LockError, match=message):
         _runlock.acquire(str(tmp_path), pid=os.getpid(), host=HOST)
 
 
