@@ -9,7 +9,7 @@ import datetime
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _facts, _snapshot, _transport
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _facts, _snapshot, _text, _transport
 
 ARGUMENT_SPEC = dict(
     thumbprints=dict(type="list", elements="str"),
@@ -26,6 +26,10 @@ class ActionModule(ActionBase):
     _supports_async = False
 
     def run(self, tmp=None, task_vars=None):
+        # Messages carry server text (error messages, names): control characters become visible escapes.
+        return _text.people_result(self._run(tmp, task_vars))
+
+    def _run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
         host = (task_vars or {}).get("inventory_hostname", self._play_context.remote_addr)
@@ -57,10 +61,10 @@ class ActionModule(ActionBase):
                 return dict(result, failed=True,
                             msg="%s: none of the requested thumbprints is on the server: %s" % (host, ", ".join(missing)))
             for thumbprint in missing:
-                self._display.warning("%s: certificate %s is not on the server" % (host, thumbprint))
+                self._display.warning(_text.visible("%s: certificate %s is not on the server" % (host, thumbprint), _text.MESSAGE_KEEP))
         facts = _facts.server_facts(snapshot, verdicts, now, thumbprints)
         for warning in facts["warnings"]:
-            self._display.warning("%s: %s" % (host, warning))
+            self._display.warning(_text.visible("%s: %s" % (host, warning), _text.MESSAGE_KEEP))
         result.update(facts)
         result["changed"] = False
         return result

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce_action, _report
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce_action, _report, _runlock, _text
 
 ARGUMENT_SPEC = dict(
     _enforce_action.SMTP_CERTIFICATE_SPEC,
@@ -32,6 +32,11 @@ class ActionModule(_enforce_action.EnforceAction):
         return _enforce_action.smtp_certificate_planner(args)
 
     def run(self, tmp=None, task_vars=None):
+        # The summary and the messages carry server text: control characters become visible escapes (the host
+        # record keeps the exact text; the reports escape it themselves).
+        return _text.people_result(self._run(tmp, task_vars))
+
+    def _run(self, tmp=None, task_vars=None):
         result = ActionBase.run(self, tmp, task_vars)
         del tmp
         args = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC)[1]
@@ -41,10 +46,19 @@ class ActionModule(_enforce_action.EnforceAction):
         except _args.OptionError as exc:
             return dict(result, failed=True, msg=str(exc))
 
+        try:
+            # The role took the report directory's lock for this run; another run's lock stops this host here.
+            _runlock.check(args["report_dir"])
+        except (_runlock.LockError, OSError) as exc:
+            return dict(result, failed=True, msg="%s: not contacted: %s" % (host, exc))
+
         outcome = self.enforce({}, args, host, check_mode=args["mode"] == "audit" or self._task.check_mode)
         entry = _report.entry_from_result(outcome, host, args["mode"], options, exemptions)
         summary = _report.host_summary(host, entry, args["fail_on"])
         result.update(summary, changed=bool(entry.get("changed")), plan=[step["description"] for step in outcome.get("plan") or ()])
+        if entry.get("may_have_applied"):
+            # The mutating round trip got no usable answer: changed is unknown, reported as true (Ansible needs a bool).
+            result.update(changed=True, changed_unknown=True, may_have_applied=entry["may_have_applied"])
         if "diff" in outcome:
             result["diff"] = outcome["diff"]
         try:

@@ -15,7 +15,7 @@ import tempfile
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _findings, _report
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _findings, _report, _runlock, _text
 
 ARGUMENT_SPEC = dict(
     hosts=dict(type="list", elements="str", required=True),
@@ -42,10 +42,13 @@ def registered_results(hostvars, hosts, name) -> dict:
 
 
 def check_report_dir(directory: str) -> None:
-    """Raises OSError unless reports can be written into directory (created when missing)."""
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=directory, prefix=".hybridmail-probe-"):
-        pass
+    """Raises OSError unless the reports can be written into directory and the host records into its
+    hosts/ subdirectory (both created when missing)."""
+    records = os.path.dirname(_report.record_path(directory, "probe"))
+    for path in (directory, records):
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".hybridmail-probe-"):
+            pass
 
 
 def host_entry(result, options, exemptions, host, mode):
@@ -65,6 +68,10 @@ class ActionModule(ActionBase):
     _supports_async = False
 
     def run(self, tmp=None, task_vars=None):
+        # Errors and finding lines carry server text: control characters become visible escapes.
+        return _text.people_result(self._run(tmp, task_vars))
+
+    def _run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
         args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
@@ -73,13 +80,32 @@ class ActionModule(ActionBase):
         except _args.OptionError as exc:
             return dict(result, failed=True, msg=str(exc))
         if args["validate_only"]:
+            # The last check before the first server is contacted: the lock is taken only when all else is right.
             try:
                 check_report_dir(args["report_dir"])
+                lock = _runlock.acquire(args["report_dir"])
             except OSError as exc:
-                return dict(result, failed=True, msg="cannot write the hybrid readiness reports: %s" % exc)
-            return dict(result, changed=False, msg="options valid; reports can be written to %s" % args["report_dir"])
+                return dict(result, failed=True, msg="cannot write the hybrid readiness reports: %s. No server was contacted." % exc)
+            except _runlock.LockError as exc:
+                return dict(result, failed=True, msg="%s No server was contacted." % exc)
+            return dict(result, changed=False, run_id=lock["run_id"], lock=_runlock.lock_path(args["report_dir"]),
+                        msg="options valid; reports can be written to %s" % args["report_dir"])
+        try:
+            _runlock.check(args["report_dir"])
+        except (_runlock.LockError, OSError) as exc:
+            return dict(result, failed=True, msg="the reports were not written: %s" % exc)
 
         registered = registered_results((task_vars or {}).get("hostvars", {}), args["hosts"], args["result_var"])
+        try:
+            return self.report(result, args, options, exemptions, registered)
+        finally:
+            # The last batch (every host of the play has a result) removes this run's lock; an earlier one keeps it.
+            try:
+                _runlock.release(args["report_dir"], last=all(registered.get(host) is not None for host in args["hosts"]))
+            except OSError as exc:
+                self._display.warning("cannot release the report directory's lock %s: %s" % (_runlock.lock_path(args["report_dir"]), exc))
+
+    def report(self, result, args, options, exemptions, registered):
         # Host by host, keeping only what the reports need besides the facts; report.json reads each
         # host's facts again while it is written. A fleet's facts are never all in memory at once.
         hosts, fleet = {}, {}

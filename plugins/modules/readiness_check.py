@@ -83,6 +83,8 @@ options:
     description:
       - Directory on the controller of the run's reports. The host's record goes to its C(hosts/) subdirectory
         (created when missing), replacing the record of the host's previous run.
+      - When another run holds the report directory's lock (see O(hybridmail.exchange.readiness_report#module:report_dir)),
+        the task fails before the server is contacted.
     type: path
     required: true
 seealso:
@@ -119,7 +121,9 @@ compliant:
   returned: always
   type: bool
 status:
-  description: C(ok) (audited), C(failed) (the audit or a change failed) or C(unreachable).
+  description:
+    - C(ok) (audited), C(failed) (the audit or a change failed, or the outcome of a change is unknown) or
+      C(unreachable) (the audit round trip could not reach the host).
   returned: always
   type: str
   sample: ok
@@ -141,6 +145,20 @@ findings:
 plan:
   description: The steps of M(hybridmail.exchange.smtp_certificate)'s plan, in words (what an audit would change).
   returned: always
+  type: list
+  elements: str
+changed_unknown:
+  description:
+    - With O(mode=enforce), true when the mutating round trip was sent but gave no usable answer (HTTP 500, a
+      dropped connection, a read or task timeout, a truncated or garbled answer), so that whether it changed the
+      server is unknown. The task then fails with RV(status=failed) (the host answered the audit, so it is reachable)
+      and C(changed=true), because Ansible needs a boolean and a change that happened must never be reported as
+      none. The host record and the reports say C(changed_unknown) and list RV(may_have_applied).
+  returned: when true
+  type: bool
+may_have_applied:
+  description: With RV(changed_unknown), the steps of that round trip in words, any of which may have been applied.
+  returned: with RV(changed_unknown)
   type: list
   elements: str
 record:

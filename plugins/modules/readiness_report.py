@@ -44,7 +44,14 @@ options:
     type: str
     default: hybrid_readiness_host
   report_dir:
-    description: Directory on the controller for the three reports (created when missing).
+    description:
+      - Directory on the controller for the three reports (created when missing).
+      - One run at a time writes it. With O(validate_only=true), this run takes its lock, the file
+        C(<report_dir>/.hybridmail.lock) (pid, controller host, start time), before any server is contacted; a
+        second run into the same directory is refused there. The lock stays across the batches of a C(serial)
+        play and the report of the last batch removes it. A lock whose run no longer exists is refused with
+        the command that clears it when that run died during a batch, and taken over when it ended between
+        batches (a stopped rollout). Without the role's check, no lock is taken and none is needed.
     type: path
     required: true
   mode:
@@ -58,9 +65,10 @@ options:
     default: 2048
   validate_only:
     description:
-      - Only check the options, the exemptions and that O(report_dir) can be written, and write nothing.
-        The role does this once before it contacts any server, so that a mistake there is found before the
-        first server is changed.
+      - Only check the options, the exemptions and that O(report_dir) and its C(hosts/) subdirectory (the host
+        records) can be written, and take the report directory's lock (see O(report_dir)); write no report.
+        The role does this once before it contacts any server, so that a mistake there, or another run into
+        the same directory, is found before the first server is changed.
     type: bool
     default: false
 """
@@ -100,4 +108,12 @@ fleet_findings:
   returned: success
   type: list
   elements: str
+run_id:
+  description: The id of this run in the report directory's lock.
+  returned: with O(validate_only=true), on success
+  type: str
+lock:
+  description: The path of the report directory's lock, which this run now holds.
+  returned: with O(validate_only=true), on success
+  type: str
 """

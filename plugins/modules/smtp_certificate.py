@@ -156,9 +156,25 @@ steps:
   elements: dict
   contains:
     status:
-      description: C(planned) (check mode), C(applied), C(failed) or C(skipped) (not run after a failure or a guard mismatch).
+      description:
+        - C(planned) (check mode), C(applied), C(failed) or C(skipped) (not run after a failure or a guard mismatch).
+        - C(unknown) when the mutating round trip got no usable answer (see RV(changed_unknown)).
       type: str
     error: {description: "The error of a failed step (type, category, message, fqid).", type: dict}
+changed_unknown:
+  description:
+    - True when the mutating round trip was sent but gave no usable answer (HTTP 500, a dropped connection, a read
+      or task timeout, a truncated or garbled answer, a runner defect), so that some, all or none of its steps may
+      have run. The task then fails, is not marked unreachable (the host answered the audit), and reports
+      C(changed=true), because Ansible needs a boolean and a change that happened must never be reported as none.
+    - The next run's audit sees what the server holds and plans the rest.
+  returned: when true
+  type: bool
+may_have_applied:
+  description: With RV(changed_unknown), the steps of that round trip in words ("step 1 (...)"), any of which may have been applied.
+  returned: with RV(changed_unknown)
+  type: list
+  elements: str
 certificates:
   description: >-
     Every certificate of the server as re-read after the changes (as audited when nothing was changed or in check

@@ -15,7 +15,7 @@ import functools
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce, _plan, _snapshot, _transport
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce, _plan, _snapshot, _text, _transport
 
 # smtp_certificate's options (readiness_check has them too).
 SMTP_CERTIFICATE_SPEC = dict(
@@ -45,6 +45,34 @@ def smtp_certificate_planner(args: dict):
     return functools.partial(_plan.plan_smtp_certificate, options=options), options
 
 
+# Whole-request errors that the runner gives before it runs any call (docs/wire-contract.md): the request
+# was malformed or refused, or the Exchange cmdlets could not be loaded. Any other error of a mutating
+# round trip (a transport failure, a lost or damaged answer, a runner defect, a timeout) may come after
+# some of its steps ran.
+NOTHING_RAN = (_transport.BadRequest, _transport.RequestRefused, _transport.SessionLoadFailed)
+UNKNOWN = "unknown"
+
+
+def is_task_timeout(exc: BaseException) -> bool:
+    """Ansible's task timeout (TaskTimeoutError, a BaseException raised by an alarm inside whatever code runs)."""
+    return any(cls.__name__ in ("TaskTimeoutError", "AnsibleTimeoutError") for cls in type(exc).__mro__)
+
+
+def outcome_unknown(result: dict, enforcer: _enforce.Enforcer, planned: _enforce.Planned, cause: str) -> dict:
+    """The result of a mutating round trip that was sent but gave no usable answer.
+
+    Some, all or none of its steps may have run. Ansible's `changed` must be a bool: it is true (the
+    conservative answer - a change that happened is never reported as none), `changed_unknown` says that
+    it is not known, and `may_have_applied` names the steps. The host failed, and it is reachable: it
+    answered the audit, so it is never marked unreachable for this."""
+    plan = enforcer.report(planned, None)[0]["plan"]  # the steps as check mode lists them
+    may_have_applied = ["step %d (%s)" % (number, step.describe()) for number, step in enumerate(planned.plan.steps, start=1)]
+    return dict(result, failed=True, changed=True, changed_unknown=True, may_have_applied=may_have_applied,
+                plan=plan, steps=[dict(step, status=UNKNOWN, error=None) for step in plan],
+                msg="%s, so its outcome is unknown; these steps may have been applied: %s. Run again: the next run "
+                    "plans from what the server now holds." % (cause, "; ".join(may_have_applied)))
+
+
 class EnforceAction(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = True
@@ -62,7 +90,8 @@ class EnforceAction(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         args = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC)[1]
-        return self.enforce(result, args, self.host_of(task_vars), check_mode=self._task.check_mode)
+        # Messages carry server text (error messages, connector names): control characters become visible escapes.
+        return _text.people_result(self.enforce(result, args, self.host_of(task_vars), check_mode=self._task.check_mode))
 
     def host_of(self, task_vars) -> str:
         return (task_vars or {}).get("inventory_hostname", self._play_context.remote_addr)
@@ -94,20 +123,22 @@ class EnforceAction(ActionBase):
         if planned.plan.steps and not check_mode:
             try:
                 response = _transport.run_request(self._connection, enforcer.enforcement_request(planned), host)
-            except _transport.RequestFailed as exc:
-                # The runner refused or could not start the request: no call ran.
+            except NOTHING_RAN as exc:
+                # The runner refused the request or could not load the Exchange cmdlets: no call ran.
                 return dict(result, failed=True, msg="%s. Nothing was changed." % exc)
             except _transport.RunnerError as exc:
-                # Whatever ran before the connection or the runner failed stays applied; the next
-                # run's audit sees it and plans the rest.
-                outcome = dict(unreachable=True) if isinstance(exc, _transport.HostUnreachable) else dict(failed=True)
-                return dict(result, msg="%s. The mutating round trip did not answer, so some of its steps may have been "
-                                        "applied (%s); run again." % (exc, "; ".join(s.describe() for s in planned.plan.steps)),
-                            **outcome)
+                # The host answered the audit, so it is reachable; what its mutating round trip did is unknown.
+                return outcome_unknown(result, enforcer, planned, "%s. The mutating round trip did not answer" % exc)
+            except BaseException as exc:  # pylint: disable=broad-exception-caught
+                if not is_task_timeout(exc):
+                    raise
+                # ANSIBLE_TASK_TIMEOUT / the task's timeout fired while the server was running the batch:
+                # Ansible would report changed false for it.
+                return outcome_unknown(result, enforcer, planned, "%s: the task timed out during the mutating round trip (%s)" % (host, exc))
 
         facts, failure = enforcer.report(planned, response)
         for note in facts["notes"]:
-            self._display.warning("%s: %s" % (host, note))
+            self._display.warning(_text.visible("%s: %s" % (host, note), _text.MESSAGE_KEEP))
         if not self._task.diff:
             facts.pop("diff", None)
         result.update(facts)

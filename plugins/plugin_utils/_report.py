@@ -7,7 +7,9 @@ Input (a "run"):
 
     {"hosts": {inventory_hostname: {"facts": <certificate_info facts> | None,
                                     "findings": [Finding | Finding.to_dict()],
-                                    "error": str | None, "unreachable": bool, "changed": bool | None}},
+                                    "error": str | None, "unreachable": bool, "changed": bool | None,
+                                    "may_have_applied": [step description] (the outcome of a mutating
+                                    round trip that got no usable answer: changed is unknown)}},
      "fleet_findings": [...] (optional: computed from the facts when absent),
      "fail_on": "critical" | "warning" | "never", "mode": "audit" | "enforce",
      "options": {...} (echoed), "generated_at": ISO 8601 or datetime (default: now),
@@ -33,7 +35,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from typing import Callable, Iterable, Mapping
 
-from . import _findings
+from . import _findings, _text
 
 SCHEMA = "hybridmail.exchange/report"
 VERSION = 1
@@ -57,8 +59,6 @@ class ReportError(ValueError):
 # ---------------------------------------------------------------------------------------------
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
-# Characters XML 1.0 cannot carry at all, even escaped.
-_XML_FORBIDDEN = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _clean_text(text: str) -> str:
@@ -95,22 +95,23 @@ def _clean(value):
 
 
 def xml_text(value) -> str:
-    """Text safe for an XML 1.0 document: forbidden control characters become visible \\xNN escapes."""
-    text = _clean_text("" if value is None else str(value))
-    return _XML_FORBIDDEN.sub(lambda match: "\\x%02x" % ord(match.group()) if ord(match.group()) < 0x100 else "\ufffd", text)
+    """Text safe for an XML 1.0 document and for a person reading it: control characters (those XML 1.0
+    cannot carry among them) and bidi controls become visible escapes (_text.visible); line breaks and tabs stay."""
+    return _text.visible(value, keep=_text.MESSAGE_KEEP)
 
 
 # What can become markup inside a table cell or after a list marker: emphasis, code, links and images,
 # HTML, table cells, strike-through, math (GitLab), entities. Block syntax (#, -, 1.) cannot start
 # there. Bare URLs may still be auto-linked by GFM, but they show their full text.
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>!|~$&])")
-_MD_CONTROL = re.compile("[\u0000-\u001f\u007f-\u009f\u2028\u2029]+")
+# Line breaks and tabs become spaces (a value stays on one line); every other control character is escaped.
+_MD_SPACE = re.compile("[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]+")
 
 
 def md(value) -> str:
-    """Text for one Markdown table cell or list item: on one line, nothing in it becomes markup, links or HTML."""
-    text = _clean_text("" if value is None else str(value))
-    text = " ".join(_MD_CONTROL.sub(" ", text).split())
+    """Text for one Markdown table cell or list item: on one line, nothing in it becomes markup, links or HTML,
+    and control characters and bidi controls are visible escapes (_text.visible)."""
+    text = _text.visible(" ".join(_MD_SPACE.sub(" ", "" if value is None else str(value)).split()))
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
@@ -154,12 +155,17 @@ def _host_entry(host: str, entry: Mapping, fail_on: str, include_facts: bool) ->
         raise ReportError("host %s: %s" % (host, exc)) from None
     server = (facts or {}).get("server") if isinstance(facts, Mapping) else None
     changed = entry.get("changed")
+    may_have_applied = [str(step) for step in entry.get("may_have_applied") or ()]
     return {
         "host": host,
         "status": status,
         "audited": isinstance(facts, Mapping),
         "error": error,
-        "changed": changed if isinstance(changed, bool) else None,
+        # Unknown (null) when nothing says, and when a mutating round trip got no usable answer; then
+        # changed_unknown is true and may_have_applied names the steps that may have run.
+        "changed": None if may_have_applied else changed if isinstance(changed, bool) else None,
+        "changed_unknown": bool(may_have_applied),
+        "may_have_applied": may_have_applied,
         # fail_on never: nothing fails the run (errors are still reported everywhere); otherwise a host
         # that was not audited cannot be called compliant.
         "compliant": fail_on == "never" or (status == STATUS_OK and _findings.compliance(findings, fail_on)),
@@ -201,6 +207,7 @@ def build_report(run: Mapping) -> dict:
         "failed": sum(1 for entry in hosts if entry["status"] == STATUS_FAILED),
         "unreachable": sum(1 for entry in hosts if entry["status"] == STATUS_UNREACHABLE),
         "changed": sum(1 for entry in hosts if entry["changed"]),
+        "changed_unknown": sum(1 for entry in hosts if entry["changed_unknown"]),
         "non_compliant_hosts": sum(1 for entry in hosts if not entry["compliant"]),
         "findings": {key: sum(entry["counts"][key] for entry in hosts) + _findings.counts(fleet)[key]
                      for key in _findings.SEVERITIES + ("exempted",)},
@@ -229,7 +236,8 @@ def build_report(run: Mapping) -> dict:
 
 
 def render_json(report: Mapping) -> str:
-    return json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n"
+    # The exact text, with control and bidi characters as JSON \\u escapes: the same data, safe on a console.
+    return _text.json_safe(json.dumps(report, indent=2, ensure_ascii=False, default=str)) + "\n"
 
 
 def _render_json_chunks(report: Mapping, facts_of: Callable[[str], Mapping | None]):
@@ -244,7 +252,7 @@ def _render_json_chunks(report: Mapping, facts_of: Callable[[str], Mapping | Non
     yield parts[0].encode("utf-8")
     for host, part in zip(audited, parts[1:]):
         # A host's facts sit three levels deep (report, hosts, host): their own lines get that indent.
-        text = json.dumps(_clean(facts_of(host)), indent=2, ensure_ascii=False, default=str)
+        text = _text.json_safe(json.dumps(_clean(facts_of(host)), indent=2, ensure_ascii=False, default=str))
         yield text.replace("\n", "\n      ").encode("utf-8")
         yield part.encode("utf-8")
 
@@ -332,7 +340,8 @@ def render_junit(report: Mapping) -> bytes:
         _properties(suite, {
             "status": entry["status"],
             "compliant": str(entry["compliant"]).lower(),
-            "changed": None if entry["changed"] is None else str(entry["changed"]).lower(),
+            "changed": "unknown" if entry["changed_unknown"] else None if entry["changed"] is None else str(entry["changed"]).lower(),
+            "may_have_applied": "; ".join(entry["may_have_applied"]) or None,
             "fqdn": (entry.get("server") or {}).get("fqdn"),
             "exchange_version": (entry.get("server") or {}).get("version"),
             "gathered_at": entry.get("gathered_at"),
@@ -408,10 +417,11 @@ def render_markdown(report: Mapping) -> str:
             "compliant" if report["compliant"] else "NOT COMPLIANT", md(report["fail_on"]), md(report["mode"]),
             md(report["generated_at"]), COLLECTION, md(report["collection"].get("version") or "")),
         "",
-        "| Hosts | Audited | Failed | Unreachable | Changed | Not compliant | Critical | Warning | Info | Exempt |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        "| %d | %d | %d | %d | %d | %d | %d | %d | %d | %d |" % (
-            totals["hosts"], totals["ok"], totals["failed"], totals["unreachable"], totals["changed"], totals["non_compliant_hosts"],
+        "| Hosts | Audited | Failed | Unreachable | Changed | Changed: unknown | Not compliant | Critical | Warning | Info | Exempt |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d |" % (
+            totals["hosts"], totals["ok"], totals["failed"], totals["unreachable"], totals["changed"],
+            totals.get("changed_unknown", 0), totals["non_compliant_hosts"],
             totals["findings"]["critical"], totals["findings"]["warning"], totals["findings"]["info"], totals["findings"]["exempted"]),
         "",
         "## Servers",
@@ -435,6 +445,11 @@ def render_markdown(report: Mapping) -> str:
     lines += ["", "## Unreachable or failed hosts", ""]
     if errors:
         lines += ["- **%s** (%s): %s" % (md(entry["host"]), entry["status"], md(entry["error"])) for entry in errors]
+        unknown = [entry for entry in errors if entry.get("changed_unknown")]
+        if unknown:
+            lines += ["", "Changed: **unknown** - the mutating round trip was sent but gave no usable answer; these steps may "
+                          "have been applied (the next run plans from what the servers hold):", ""]
+            lines += ["- **%s**: %s" % (md(entry["host"]), md("; ".join(entry["may_have_applied"]))) for entry in unknown]
     else:
         lines.append("None: every host was audited.")
 
@@ -539,6 +554,8 @@ def entry_from_result(result, host: str, mode: str, options: _findings.Options, 
     # findings say why. In enforce mode a blocked or failed change is an error of that host.
     failed = result.get("failed") and not (mode == "audit" and "certificates" in facts)
     entry = {"changed": bool(result.get("changed")) and mode == "enforce", "error": result.get("msg") if failed else None}
+    if result.get("changed_unknown"):
+        entry.update(changed=None, may_have_applied=[str(step) for step in result.get("may_have_applied") or ()])
     if "certificates" not in facts:
         entry["error"] = entry["error"] or "the module returned no certificate facts"
         return entry

@@ -179,7 +179,10 @@ SPEC = "Validating arguments against arg spec 'main'"
 # (case id, mode, extra vars, what the output must say). Argument spec errors name the variable;
 # the others are checked by the modules or the report, which must still refuse before any round trip.
 ROLE_CASES = [
-    ("mode", "audit", {"hybrid_readiness_mode": "fix"}, "value of hybrid_readiness_mode must be one of: audit, enforce, got: fix"),
+    ("mode", "enforce", {"hybrid_readiness_mode": "fix"}, "value of hybrid_readiness_mode must be one of: audit, enforce, got: fix"),
+    # The audit playbook refuses any mode but audit, before the role checks anything (issue 16).
+    ("mode-on-audit", "audit", {"hybrid_readiness_mode": "fix"},
+     "playbooks/hybrid_readiness.yml only audits, but hybrid_readiness_mode is 'fix'"),
     ("fail-on", "audit", {"hybrid_readiness_fail_on": "sometimes"},
      "value of hybrid_readiness_fail_on must be one of: critical, warning, never, got: sometimes"),
     ("expiry-not-int", "audit", {"hybrid_readiness_expiry_warning_days": "soon"},
@@ -276,9 +279,10 @@ def label(text: str) -> str:
 
 
 def xml_expected(text: str) -> str:
-    """What junit.xml can carry of a server string: XML 1.0 forbidden characters as \\xNN, line ends as LF."""
-    text = re.sub("[\x00-\x08\x0b\x0c\x0e-\x1f]", lambda match: "\\x%02x" % ord(match.group()), text)
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    """What junit.xml shows of a server string: control characters (XML 1.0 forbids most) as \\xNN, bidi
+    controls as \\uNNNN; line feeds and tabs as they are."""
+    text = re.sub("[\x00-\x08\x0b-\x1f\x7f-\x9f]", lambda match: "\\x%02x" % ord(match.group()), text)
+    return re.sub("[\u202a-\u202e\u2066-\u2069]", lambda match: "\\u%04x" % ord(match.group()), text)
 
 
 def unescaped_pipes(line: str) -> int:

@@ -36,9 +36,11 @@ TASK_TIMEOUT = 10  # ANSIBLE_TASK_TIMEOUT of the faulted runs: what the slow hos
 OPERATION_TIMEOUT, READ_TIMEOUT = 2, 4  # the winrm client of the host whose Receive outlasts it
 FORKS = "20"  # every host of a batch at once: the faulted run lasts as long as its slowest host
 # What the enforcement modules add when the mutating round trip of an unbound server got no usable answer.
-NOT_ANSWERED = (r"\. The mutating round trip did not answer, so some of its steps may have been applied \(enable SMTP on "
-                r"[0-9A-F]{40} \(services: IIS, SMTP\); restore [0-9A-F]{40} as the internal transport certificate "
-                r"\(services: IMAP, POP, IIS, SMTP\)\); run again\.")
+# The host answered the audit, so it is failed (not unreachable), with changed unknown (issue 16).
+NOT_ANSWERED = (r"\. The mutating round trip did not answer, so its outcome is unknown; these steps may have been applied: "
+                r"step 1 \(enable SMTP on [0-9A-F]{40} \(services: IIS, SMTP\)\); step 2 \(restore [0-9A-F]{40} as the internal "
+                r"transport certificate \(services: IMAP, POP, IIS, SMTP\)\)\. Run again: the next run plans from what the server "
+                r"now holds\.")
 AD_TRANSIENT = ("Microsoft.Exchange.Data.Directory.ADTransientException: .*The LDAP server is unavailable. "
                 r"\(injected by the lab\)")
 
@@ -63,19 +65,20 @@ class Fault:
     #               not_answered, else ""
     enforce_mutations: tuple = ()  # the lab's mutation results on this server after the faulted enforce run
     not_answered: bool = False  # enforce: the fault hits the mutating round trip and the message says so
+    enforce_message: str | None = None  # enforce: this message instead of message
 
 
 FAULTS = [
     Fault("ex05", {"kind": "http401"}, {"kind": "http401"}, UNREACHABLE, UNREACHABLE,
           r"ex05: connection failed: basic: the specified credentials were rejected by the server"),
-    Fault("ex06", {"kind": "http500"}, {"kind": "http500", "after": 1}, UNREACHABLE, UNREACHABLE,
+    Fault("ex06", {"kind": "http500"}, {"kind": "http500", "after": 1}, UNREACHABLE, FAILED,
           r"ex06: connection failed: WinRMTransportError: Bad HTTP response returned from server\. Code 500{suffix}",
           not_answered=True),
     # The server holds the Receive longer than the client's read timeout (an operation timeout that outlasts it).
-    Fault("ex07", {"kind": "timeout", "seconds": 8}, {"kind": "timeout", "seconds": 8, "after": 1}, UNREACHABLE, UNREACHABLE,
+    Fault("ex07", {"kind": "timeout", "seconds": 8}, {"kind": "timeout", "seconds": 8, "after": 1}, UNREACHABLE, FAILED,
           r"ex07: connection failed: .*Read timed out\. \(read timeout=%d\){suffix}" % READ_TIMEOUT,
           not_answered=True),
-    Fault("ex08", {"kind": "drop"}, {"kind": "drop", "after": 1}, UNREACHABLE, UNREACHABLE,
+    Fault("ex08", {"kind": "drop"}, {"kind": "drop", "after": 1}, UNREACHABLE, FAILED,
           r"ex08: connection failed: ConnectionError: .*Remote end closed connection without response.*{suffix}",
           not_answered=True),
     Fault("ex09", {"kind": "truncate"}, {"kind": "truncate", "after": 1}, FAILED, FAILED,
@@ -98,7 +101,9 @@ FAULTS = [
           ("ok", "error")),
     # A host slower than the task timeout; in enforce its mutating command runs, the answer comes too late.
     Fault("ex13", {"kind": "latency", "seconds": 60}, {"kind": "latency", "seconds": 60, "after": 1}, FAILED, FAILED,
-          r"Task failed: Timed out after %d second\(s\)\." % TASK_TIMEOUT, ("ok", "ok")),
+          r"Task failed: Timed out after %d second\(s\)\." % TASK_TIMEOUT, ("ok", "ok"),
+          enforce_message=r"ex13: the task timed out during the mutating round trip \(Timed out after %d second\(s\)\.\)%s"
+                          % (TASK_TIMEOUT, NOT_ANSWERED[len(r"\. The mutating round trip did not answer"):])),
     # Audit: an optional read fails; the host is audited and HM901 says what is missing.
     Fault("ex14", {"kind": "cmdlet", "cmdlet": "Get-Queue"}, None, OK, OK, ""),
     # Nothing listens on the host's port (its WinRM listener is down).
@@ -108,6 +113,8 @@ BY_HOST = {fault.host: fault for fault in FAULTS}
 
 
 def expected_message(fault: Fault, mode: str) -> str:
+    if mode == "enforce" and fault.enforce_message:
+        return fault.enforce_message
     return fault.message.format(suffix=NOT_ANSWERED if mode == "enforce" and fault.not_answered else "")
 
 

@@ -491,3 +491,44 @@ def test_record_paths_stay_in_the_records_directory_and_are_distinct(tmp_path, h
     assert path != _report.record_path(str(tmp_path), host + "_")
     written = _report.write_host_record(str(tmp_path), host, {"error": "x"})
     assert written["path"] == path and _report.read_host_record(path, written["record_id"], host) == {"error": "x"}
+
+
+UNKNOWN_RESULT = {"failed": True, "changed": True, "changed_unknown": True,
+                  "may_have_applied": ["step 1 (enable SMTP on AB)", "step 2 (restore CD as the internal transport certificate)"],
+                  "msg": "ex06: connection failed: 500. The mutating round trip did not answer, so its outcome is unknown"}
+
+
+def test_a_change_of_unknown_outcome_is_unknown_in_every_report(run, schema):
+    entry = _report.entry_from_result(UNKNOWN_RESULT, "ex06", "enforce", OPTIONS, [])
+    assert entry == {"changed": None, "may_have_applied": UNKNOWN_RESULT["may_have_applied"], "error": UNKNOWN_RESULT["msg"]}
+    report = _report.build_report(dict(run, mode="enforce", hosts=dict(run["hosts"], ex06=entry)))
+    validate(report, schema)
+    host = next(h for h in report["hosts"] if h["host"] == "ex06")
+    assert (host["status"], host["changed"], host["changed_unknown"], host["may_have_applied"]) == (
+        "failed", None, True, UNKNOWN_RESULT["may_have_applied"])
+    assert report["totals"]["changed_unknown"] == 1 and report["totals"]["changed"] == 0
+    assert all(h["changed_unknown"] is False and h["may_have_applied"] == [] for h in report["hosts"] if h["host"] != "ex06")
+    suite = next(s for s in ET.fromstring(_report.render_junit(report)).iter("testsuite") if s.get("name") == "ex06")
+    properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert properties["changed"] == "unknown" and properties["may_have_applied"] == "; ".join(UNKNOWN_RESULT["may_have_applied"])
+    markdown = _report.render_markdown(report)
+    assert "- **ex06**: step 1 \\(enable SMTP on AB\\); step 2 \\(restore CD as the internal transport certificate\\)" in markdown
+    assert "| Changed | Changed: unknown |" in markdown
+    assert _report.host_summary("ex06", entry, "critical")["status"] == "failed"
+
+
+BIDI_AND_CONTROLS = "a\u202eb\u2066c\u2069d\u200fe\x1bf\x7fg\x85h\x9bi\ufeffj\rk"
+
+
+def test_control_and_bidi_characters_are_visible_escapes_in_markdown_and_junit_and_json_escapes_in_report_json(run):
+    assert _report.md(BIDI_AND_CONTROLS) == "a\\\\u202eb\\\\u2066c\\\\u2069d\\\\u200fe\\\\x1bf\\\\x7fg h\\\\x9bi\\\\ufeffj k"
+    assert _report.xml_text(BIDI_AND_CONTROLS + "\nl\tm") == "a\\u202eb\\u2066c\\u2069d\\u200fe\\x1bf\\x7fg\\x85h\\x9bi\\ufeffj\\x0dk\nl\tm"
+    server = world.kb2888788("EX07")
+    server.certificates[-1].friendly_name = BIDI_AND_CONTROLS
+    report = _report.build_report(dict(run, hosts={"ex07": entry(server)}))
+    text = _report.render_json(report)
+    assert not re.search("[\u202a-\u202e\u2066-\u2069\u200f\x7f-\x9f\ufeff]", text) and "\\u202e" in text
+    facts = json.loads(text)["hosts"][0]["facts"]
+    assert BIDI_AND_CONTROLS in {c["friendly_name"] for c in facts["certificates"]}  # the same data
+    for rendered in (_report.render_markdown(report), _report.render_junit(report).decode("utf-8")):
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200f\ufeff]", rendered)
