@@ -18,7 +18,7 @@ from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.hybridmail.exchange.plugins.plugin_utils import (
-    _args, _enforce, _facts, _pfx, _plan, _rollout, _runner, _snapshot, _transport,
+    _args, _enforce, _enforce_action, _facts, _pfx, _plan, _rollout, _runner, _snapshot, _transport,
 )
 
 ARGUMENT_SPEC = dict(
@@ -169,12 +169,16 @@ class ActionModule(ActionBase):
         request = _snapshot.request(_rollout.request_calls(host, rollout, audit, reads), read_only=False, session_load=session)
         try:
             response = _transport.run_request(self._connection, request, host)
-        except _transport.RequestFailed as exc:
+        except _enforce_action.NOTHING_RAN as exc:
             return dict(result, failed=True, msg="%s. Nothing was changed." % exc)
         except _transport.RunnerError as exc:
-            outcome = dict(unreachable=True) if isinstance(exc, _transport.HostUnreachable) else dict(failed=True)
-            return dict(result, msg="%s. The mutating round trip did not answer, so some of its steps may have been applied "
-                                    "(%s); run again." % (exc, "; ".join(rollout.describe())), **outcome)
+            # As the enforcement modules (_enforce_action.outcome_unknown): the host answered the audit, so it
+            # is reachable, and what the mutating round trip did is unknown, never "no change".
+            may_have_applied = list(rollout.describe())
+            return dict(result, failed=True, changed=True, changed_unknown=True, may_have_applied=may_have_applied,
+                        msg="%s. The mutating round trip did not answer, so its outcome is unknown; these steps may have "
+                            "been applied: %s. Run again: the next run plans from what the server now holds."
+                            % (exc, "; ".join(may_have_applied)))
         del request
         steps = _rollout.outcomes(rollout, response)
         result["steps"] = steps

@@ -159,6 +159,18 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+changed_unknown:
+  description:
+    - True when the mutating round trip was sent but gave no usable answer (HTTP 500, a dropped connection, a
+      timeout, a truncated or garbled answer), so that some, all or none of its steps may have run. The task then
+      fails, is not marked unreachable (the host answered the audit), and reports C(changed=true).
+  returned: when true
+  type: bool
+may_have_applied:
+  description: With RV(changed_unknown), the steps of that round trip in words, any of which may have been applied.
+  returned: with RV(changed_unknown)
+  type: list
+  elements: str
 certificate:
   description: What the PFX holds (also when it is refused and could be opened).
   returned: with O(state=present)

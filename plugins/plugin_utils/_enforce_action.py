@@ -49,7 +49,7 @@ def smtp_certificate_planner(args: dict):
 # was malformed or refused, or the Exchange cmdlets could not be loaded. Any other error of a mutating
 # round trip (a transport failure, a lost or damaged answer, a runner defect, a timeout) may come after
 # some of its steps ran.
-NOTHING_RAN = (_transport.BadRequest, _transport.RequestRefused, _transport.SessionLoadFailed)
+NOTHING_RAN = (_transport.BadRequest, _transport.RequestRefused, _transport.SessionLoadFailed, _transport.LanguageModeRefused)
 UNKNOWN = "unknown"
 
 

@@ -289,3 +289,22 @@ def test_the_old_certificate_is_removed_only_once_nothing_references_it(tmp_path
         assert_delivering_with(status, ("EX01", "EX02"), renewed.thumbprint)
         again = run_ansible(absent, lab.inventory)
         assert again.returncode == 0 and '"changed": true' not in again.stdout, again.stdout
+
+
+def test_a_lost_answer_to_the_import_round_trip_is_failed_with_its_outcome_unknown(tmp_path):
+    # The audit answers; the mutating round trip gets an HTTP 500 (after=1: the second WinRM command).
+    # The host is reachable, the steps may have run: failed, changed unknown, never "unreachable" or "no change".
+    fleet_path = os.path.join(FLEETS, "renewal.yml")
+    pfx = write_pfx(tmp_path, fleet_path, "renewed")
+    task = ["ex01", "-m", "hybridmail.exchange.exchange_certificate", "-a",
+            json.dumps({"pfx_path": pfx, "pfx_password": PASSWORD, "names": ["mail.contoso.com"],
+                        "trust_bundle": "{{ hybridmail_trust_bundle }}"})]
+    with running_lab(fleet_path, tmp_path=lab_dir(tmp_path)) as lab:
+        lab.fault("EX01", "http500", after=1, times=1)
+        completed = run_ansible(task, lab.inventory)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode != 0
+    assert "UNREACHABLE" not in output and "ex01 | FAILED" in output, output
+    assert '"changed_unknown": true' in output and '"changed": true' in output
+    assert "its outcome is unknown; these steps may have been applied: import certificate" in output
+    assert PASSWORD not in output
