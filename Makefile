@@ -1,6 +1,6 @@
 # hybridmail.exchange - developer entry points.
 #   make demo   set-up, then the main job against the lab's simulated Exchange fleet
-#   make test   set-up, then every test (lint, sanity, unit, integration, molecule)
+#   make test   set-up, then every test (lint, sanity, unit, integration, molecule, matrix)
 # Both work on a fresh machine: they create .venv and install requirements-dev.lock from PyPI.
 
 SHELL := /bin/bash
@@ -14,8 +14,13 @@ COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/hybridmail/exchange
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_NOCOLOR := 1
 export PATH := $(BIN):$(PATH)
+# The ansible-core releases `make matrix` tests besides requirements-dev.lock's 2.19: the newest patch of
+# each older minor release that meta/runtime.yml claims (requires_ansible), pinned exactly.
+MATRIX_CORES := 2.17.14 2.18.19
+MATRIX_SUM := $(shell cat requirements-matrix.lock | cksum | cut -d' ' -f1)
+MATRIX_STAMPS := $(foreach core,$(MATRIX_CORES),build/matrix-$(core)/.installed-$(MATRIX_SUM))
 
-.PHONY: demo test setup lint sanity unit integration molecule benchmark lock clean
+.PHONY: demo test setup lint sanity unit integration molecule matrix benchmark lock clean
 
 setup: $(STAMP) $(COLLECTION_LINK)
 
@@ -33,7 +38,7 @@ $(COLLECTION_LINK):
 demo: setup
 	$(BIN)/python tools/demo.py
 
-test: setup lint sanity unit integration molecule
+test: setup lint sanity unit integration molecule matrix
 
 lint: setup
 	$(BIN)/antsibull-changelog lint
@@ -51,6 +56,22 @@ integration: setup
 # The lab is started in each scenario's create step and stopped in destroy (extensions/molecule/).
 molecule: setup
 	$(BIN)/molecule test --all
+
+# One venv per release of MATRIX_CORES, installed once per requirements-matrix.lock (as .venv is).
+build/matrix-%/.installed-$(MATRIX_SUM): requirements-matrix.lock
+	test -x build/matrix-$*/bin/python || $(PYTHON) -m venv build/matrix-$*
+	build/matrix-$*/bin/python -m pip install --disable-pip-version-check --quiet ansible-core==$* -r requirements-matrix.lock
+	rm -f build/matrix-$*/.installed-*
+	touch $@
+
+# The integration suite's core (tests marked `matrix`: certificate_info, the audit and remediation
+# playbooks, readiness_check, check mode, how the runner reaches PowerShell) with each of MATRIX_CORES;
+# `make integration` runs the whole suite with 2.19. Stops at the first release that fails.
+matrix: $(MATRIX_STAMPS) $(COLLECTION_LINK)
+	for core in $(MATRIX_CORES); do \
+	  echo "== ansible-core $$core: pytest -m matrix tests/integration"; \
+	  build/matrix-$$core/bin/python -m pytest -q -n 2 -m matrix tests/integration || exit 1; \
+	done
 
 # Prints figures (see benchmarks/fleet.py); not part of `make test`.
 benchmark: setup

@@ -134,7 +134,9 @@ class EnforceAction(ActionBase):
                     raise
                 # ANSIBLE_TASK_TIMEOUT / the task's timeout fired while the server was running the batch:
                 # Ansible would report changed false for it.
-                return outcome_unknown(result, enforcer, planned, "%s: the task timed out during the mutating round trip (%s)" % (host, exc))
+                # ansible-core 2.19's error says "Timed out after N second(s)."; 2.17/2.18's says nothing.
+                return outcome_unknown(result, enforcer, planned, "%s: the task timed out during the mutating round trip (%s)"
+                                       % (host, str(exc) or "Timed out after %s second(s)." % self._task.timeout))
 
         facts, failure = enforcer.report(planned, response)
         for note in facts["notes"]:

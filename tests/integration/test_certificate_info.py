@@ -14,6 +14,9 @@ import pytest
 
 from tests.lab.testing import REPO_ROOT, run_ansible, running_lab
 
+# The whole module is the integration suite's core (`make matrix`).
+pytestmark = pytest.mark.matrix
+
 FLEETS = os.path.join(REPO_ROOT, "tests", "lab", "fleets")
 
 PUBLIC = "Contoso public 2026"

@@ -108,6 +108,7 @@ def kb_runs(request, tmp_path_factory):
     return name, runs
 
 
+@pytest.mark.matrix
 def test_check_mode_returns_the_plan_and_changes_nothing(kb_runs):
     runs = kb_runs[1]
     completed, results = runs["check"]
@@ -124,6 +125,7 @@ def test_check_mode_returns_the_plan_and_changes_nothing(kb_runs):
     assert added and all(results["EX01"]["plan"][1]["tls_certificate_name"] in line for line in added)
 
 
+@pytest.mark.matrix
 def test_kb2888788_restores_mail_flow_under_both_enable_behaviours(kb_runs):
     name, runs = kb_runs
     completed, results = runs["run"]
@@ -143,6 +145,7 @@ def test_kb2888788_restores_mail_flow_under_both_enable_behaviours(kb_runs):
     assert after["winrm"]["requests"]["Command"] == 2
 
 
+@pytest.mark.matrix
 def test_internal_transport_and_auth_certificates_are_untouched(kb_runs):
     runs = kb_runs[1]
     for name in SERVERS:
@@ -152,6 +155,7 @@ def test_internal_transport_and_auth_certificates_are_untouched(kb_runs):
         assert not mutated_thumbprints(after) & untouchable
 
 
+@pytest.mark.matrix
 def test_a_second_run_changes_nothing_in_one_round_trip(kb_runs):
     name, runs = kb_runs
     completed, results = runs["again"]

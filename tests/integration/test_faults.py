@@ -21,6 +21,9 @@ import os
 import re
 from dataclasses import dataclass
 
+import pytest
+
+from tests.integration.core_versions import task_timeout_re
 from tests.integration.playbook_runs import (
     SEND_CONNECTOR,
     dead_port,
@@ -101,7 +104,7 @@ FAULTS = [
           ("ok", "error")),
     # A host slower than the task timeout; in enforce its mutating command runs, the answer comes too late.
     Fault("ex13", {"kind": "latency", "seconds": 60}, {"kind": "latency", "seconds": 60, "after": 1}, FAILED, FAILED,
-          r"Task failed: Timed out after %d second\(s\)\." % TASK_TIMEOUT, ("ok", "ok"),
+          task_timeout_re("hybridmail.exchange.readiness_check", TASK_TIMEOUT), ("ok", "ok"),
           enforce_message=r"ex13: the task timed out during the mutating round trip \(Timed out after %d second\(s\)\.\)%s"
                           % (TASK_TIMEOUT, NOT_ANSWERED[len(r"\. The mutating round trip did not answer"):])),
     # Audit: an optional read fails; the host is audited and HM901 says what is missing.
@@ -408,6 +411,7 @@ def test_a_failed_restore_of_the_internal_transport_certificate_is_healed_by_the
     assert rerun.rc == 0 and safety_problems(before, after) == []
 
 
+@pytest.mark.matrix
 def test_the_enforce_report_keeps_the_findings_that_enforcement_does_not_fix(tmp_path):
     """expiring.yml: EX01's trusted certificate expires in 20 days. Enforcement has nothing to change on
     EX01, but the certificate still expires: the enforce-mode report must say so, as the audit does."""
@@ -422,6 +426,7 @@ def test_the_enforce_report_keeps_the_findings_that_enforcement_does_not_fix(tmp
     assert entry["compliant"] is False and enforce.rc == 2
 
 
+@pytest.mark.matrix
 def test_remediation_passes_the_canary_when_it_fixes_the_server(tmp_path):
     """kb2888788.yml through remediate.yml: the canary EX01 is fixed (mail flows again) in the same
     round trip that re-reads it, while its queue to Exchange Online is still in Retry with the old TLS

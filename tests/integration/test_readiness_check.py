@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from tests.integration.playbook_runs import dead_port, derived_inventory, hybrid_fleet, run_role, write_fleet
@@ -41,6 +42,7 @@ def record(result: dict) -> dict:
     return document["entry"]
 
 
+@pytest.mark.matrix
 def test_audit_fails_the_hosts_that_are_not_ready_with_a_summary_and_records_the_rest(tmp_path):
     with running_lab(write_fleet(tmp_path / "fleet.yml", hybrid_fleet(dict(KINDS, EX04="healthy"))), tmp_path=tmp_path) as lab:
         inventory = derived_inventory(lab.inventory, tmp_path / "inventory.yml", {"ex04": {"ansible_port": dead_port()}})
@@ -73,6 +75,9 @@ def test_audit_fails_the_hosts_that_are_not_ready_with_a_summary_and_records_the
     assert record(unreachable) == {"unreachable": True, "error": unreachable["error"]}
 
 
+# Not in the matrix (`make matrix`): under CPU load it fails now and then with every ansible-core, 2.19 too.
+# EX01's connector pin makes EX03's queue retry (and fail) after EX03's enforcement took its clock but
+# before EX03's own change, and changed_at is that clock, so the retry reads as current (HM402 critical).
 def test_enforce_fixes_what_it_can_and_fail_on_never_fails_nothing(tmp_path):
     with running_lab(write_fleet(tmp_path / "fleet.yml", hybrid_fleet(KINDS)), tmp_path=tmp_path) as lab:
         lab.reset_counters()
@@ -113,6 +118,7 @@ def test_option_mistakes_fail_before_any_round_trip(tmp_path):
     assert "mode" in messages["bad mode"] and "audit, enforce" in messages["bad mode"]
 
 
+@pytest.mark.matrix
 def test_the_role_reports_a_batch_in_which_no_server_answers(tmp_path):
     """Every server unreachable (the canary of a rollout, or a network outage): the task fails them, the play
     goes on to the report, and the report says unreachable for each."""
@@ -130,6 +136,7 @@ def test_the_role_reports_a_batch_in_which_no_server_answers(tmp_path):
     assert audit.host("ex02")["error"].startswith("ex02: connection failed: ")
 
 
+@pytest.mark.matrix
 def test_a_record_that_cannot_be_written_fails_the_host_but_keeps_what_happened(tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the report directory should be\n", encoding="utf-8")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 import importlib.util
 import os
@@ -30,6 +31,13 @@ RUNNER_CONTRACT_PATH = os.path.join(REPO_ROOT, "plugins", "plugin_utils", "_runn
 KIND_RUNNER = "runner"
 KIND_EXIT0 = "raw-exit0"
 KIND_OTHER = "other"
+
+# How the runner reached the lab, counted per server (Outcome.delivery): where the script was, then how
+# many PowerShell command lines the WinRM command line held, one inside the other. ansible-core 2.19's
+# winrm plugin (and psrp) send the bootstrap as it is: "stdin:1"; 2.17/2.18's winrm plugin encodes the
+# already encoded bootstrap once more: "stdin:2" (docs/wire-contract.md, "How a request reaches PowerShell").
+DELIVERY_STDIN = "stdin"
+DELIVERY_COMMAND = "command"
 
 # ansible.builtin.powershell's _encode_script may wrap a script in these two lines.
 _STRICT_MODE_LINE = "Set-StrictMode -Version Latest"
@@ -83,6 +91,8 @@ class Outcome:
     stderr: bytes
     exit_code: int
     kind: str
+    # KIND_RUNNER only: "<DELIVERY_STDIN or DELIVERY_COMMAND>:<PowerShell command lines>", e.g. "stdin:2".
+    delivery: str | None = None
 
 
 def _normalize_lines(text: str) -> list[str]:
@@ -194,20 +204,26 @@ class PowerShellHost:
             message = "'%s' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"
             return Outcome(b"", (message % arguments[0]).encode("utf-8"), 1, KIND_OTHER)
         script = _powershell_script(arguments[1:], stdin)
+        levels = 1
         for _level in range(_MAX_NESTING):
             lines = _unwrap_ansible_lines(_normalize_lines(script or ""))
             if len(lines) != 1 or lines[0].split()[0].lower() not in _POWERSHELL_EXECUTABLES:
                 break
+            # The inner PowerShell.exe is a child of the outer one and inherits its stdin.
             script = _powershell_script(lines[0].split()[1:], stdin)
+            levels += 1
         if script is None:
             return Outcome(b"", _BAD_ENCODED_COMMAND, 1, KIND_OTHER)
-        return self.run_script(script, stdin, server, user)
+        return self.run_script(script, stdin, server, user, levels=levels)
 
-    def run_script(self, script: str, stdin: bytes, server: ExchangeServerLike, user: str | None = None) -> Outcome:
+    def run_script(self, script: str, stdin: bytes, server: ExchangeServerLike, user: str | None = None, *,
+                   levels: int = 1) -> Outcome:
         lines = _unwrap_ansible_lines(_normalize_lines(script))
+        delivery = DELIVERY_COMMAND
         if lines == self._bootstrap_lines:
             script = _stdin_script(stdin)
             lines = _normalize_lines(script)
+            delivery = DELIVERY_STDIN
         if lines == ["exit 0"]:
             return Outcome(b"", b"", 0, KIND_EXIT0)
         if not lines:
@@ -216,7 +232,7 @@ class PowerShellHost:
         if parts is not None:
             request_b64, runner_text = parts
             if normalize_runner_text(runner_text) == self._runner_text:
-                return self._run_runner(request_b64, server, user)
+                return dataclasses.replace(self._run_runner(request_b64, server, user), delivery="%s:%d" % (delivery, levels))
             return Outcome(b"", self._not_the_runner(runner_text), 1, KIND_OTHER)
         return Outcome(b"", command_not_found(script), 1, KIND_OTHER)
 

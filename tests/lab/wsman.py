@@ -338,6 +338,8 @@ class ServerEndpoint:
         with self._lock:
             self._requests = dict.fromkeys(OPERATIONS, 0)
             self._commands = dict.fromkeys((psh.KIND_RUNNER, psh.KIND_EXIT0, psh.KIND_OTHER), 0)
+            # Runner commands by how the script arrived (psh.Outcome.delivery): {"stdin:2": 1, ...}.
+            self._deliveries: dict[str, int] = {}
             # auth_failures: wrong credentials; encrypted_messages: requests sealed with NTLM keys.
             self._events = {"auth_failures": 0, "encrypted_messages": 0}
 
@@ -351,6 +353,7 @@ class ServerEndpoint:
                 "port": self.port,
                 "requests": dict(self._requests),
                 "commands": dict(self._commands),
+                "runner_deliveries": dict(self._deliveries),
                 **self._events,
                 "open_shells": len(self._shells),
                 "faults": self.faults.snapshot(),
@@ -457,6 +460,8 @@ class ServerEndpoint:
             command.pending = [(name, data) for name, data in (("stdout", stdout), ("stderr", outcome.stderr)) if data]
         with self._lock:
             self._commands[outcome.kind] += 1
+            if outcome.delivery is not None:
+                self._deliveries[outcome.delivery] = self._deliveries.get(outcome.delivery, 0) + 1
 
     def _receive(self, request: WsmanRequest) -> Reply:
         command = self._command(request)

@@ -55,12 +55,23 @@ def test_runner_on_stdin_behind_the_bootstrap_as_ansible_2_19_sends_it(host, ser
     outcome = host.run(RUNNER.encoded_bootstrap(), script.encode("ascii"), server)
     assert response_of(outcome)["note"] == "Zürich čeština"
     assert server.requests == [REQUEST]
+    assert outcome.delivery == "stdin:1"
 
 
 def test_runner_double_encoded_as_ansible_2_17_and_2_18_send_it(host, server):
     command_line = ansible_encode(RUNNER.encoded_bootstrap(), strict_mode=False, preserve_rc=False)
     script = RUNNER.compose_script(REQUEST, TEST_RUNNER_TEXT)
-    assert response_of(host.run(command_line, script.encode("ascii"), server))["host"] == "EX01"
+    outcome = host.run(command_line, script.encode("ascii"), server)
+    assert response_of(outcome)["host"] == "EX01" and server.requests == [REQUEST]
+    # The outer PowerShell's decoded command is the bootstrap's command line; the script came on stdin.
+    assert outcome.delivery == "stdin:2"
+
+
+def test_double_encoded_bootstrap_without_stdin_runs_nothing(host, server):
+    # The bootstrap reads its script from stdin: with nothing there, the runner never runs.
+    command_line = ansible_encode(RUNNER.encoded_bootstrap(), strict_mode=False, preserve_rc=False)
+    outcome = host.run(command_line, b"", server)
+    assert (outcome.kind, outcome.delivery, server.requests) == (psh.KIND_OTHER, None, [])
 
 
 def test_runner_behind_a_bootstrap_with_ansible_wrappers(host, server):
@@ -72,7 +83,8 @@ def test_runner_behind_a_bootstrap_with_ansible_wrappers(host, server):
 
 def test_runner_as_the_encoded_command_itself(host, server):
     command_line = RUNNER.encode_command(RUNNER.compose_script(REQUEST, TEST_RUNNER_TEXT))
-    assert response_of(host.run(command_line, b"", server))["host"] == "EX01"
+    outcome = host.run(command_line, b"", server)
+    assert response_of(outcome)["host"] == "EX01" and outcome.delivery == "command:1"
 
 
 def test_the_shipped_runner_ps1_is_the_default(server):
