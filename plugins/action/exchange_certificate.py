@@ -18,7 +18,7 @@ from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.hybridmail.exchange.plugins.plugin_utils import (
-    _args, _enforce, _enforce_action, _facts, _pfx, _plan, _rollout, _runner, _snapshot, _transport,
+    _args, _enforce, _enforce_action, _facts, _pfx, _plan, _rollout, _runner, _snapshot, _text, _transport,
 )
 
 ARGUMENT_SPEC = dict(
@@ -47,6 +47,10 @@ class ActionModule(ActionBase):
     _supports_async = False
 
     def run(self, tmp=None, task_vars=None):
+        # Messages carry server text (error messages, names): control characters become visible escapes.
+        return _text.people_result(self._run_task(tmp, task_vars))
+
+    def _run_task(self, tmp, task_vars):
         result = super().run(tmp, task_vars)
         del tmp
         args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE,

@@ -17,7 +17,7 @@ import time
 from ansible.plugins.action import ActionBase
 from ansible.release import __version__ as ansible_version
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _preflight, _runner, _transport
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _preflight, _runner, _text, _transport
 
 ARGUMENT_SPEC = dict(
     rbac_user=dict(type="str"),
@@ -43,6 +43,10 @@ class ActionModule(ActionBase):
             return None
 
     def run(self, tmp=None, task_vars=None):
+        # Messages carry server text (error messages, names): control characters become visible escapes.
+        return _text.people_result(self._run_task(tmp, task_vars), _text.PEOPLE_FIELDS + ("lines",))
+
+    def _run_task(self, tmp, task_vars):
         result = super().run(tmp, task_vars)
         del tmp
         task_vars = task_vars or {}
