@@ -92,9 +92,9 @@ class Enforcer:
 
     # -- the result -------------------------------------------------------------------------------
 
-    def report(self, planned: Planned, response: Mapping | None = None) -> tuple:
+    def report(self, planned: Planned, response: Mapping | None = None, sent_at: datetime.datetime | None = None) -> tuple:
         """(result fields, failure message or None). response: the mutating round trip's answer, None
-        when there was none (blocked, check mode, nothing to do)."""
+        when there was none (blocked, check mode, nothing to do); sent_at: when it was sent."""
         before = planned.snapshot
         plan = planned.plan
         notes = list(plan.notes)
@@ -133,7 +133,9 @@ class Enforcer:
                       notes=notes, diff=diff)
         if applied:
             # Lets reports tell a queue error of the last retry before the change from a current one.
-            result["facts"]["changed_at"] = self.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+            # When the mutating round trip was sent, not when this run started: another server's change to
+            # a shared send connector in between may already have made this server's queue retry and fail.
+            result["facts"]["changed_at"] = (sent_at or self.now).strftime("%Y-%m-%dT%H:%M:%SZ")
         failures += internal_transport_failures(self.host, plan, after)
         if not failures:
             remaining = self.planner(after, verdicts)

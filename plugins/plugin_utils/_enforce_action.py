@@ -119,8 +119,9 @@ class EnforceAction(ActionBase):
         except (_transport.RunnerError, _snapshot.SnapshotError) as exc:
             return dict(result, failed=True, msg=str(exc))
 
-        response = None
+        response = sent_at = None
         if planned.plan.steps and not check_mode:
+            sent_at = datetime.datetime.now(datetime.timezone.utc)
             try:
                 response = _transport.run_request(self._connection, enforcer.enforcement_request(planned), host)
             except NOTHING_RAN as exc:
@@ -138,7 +139,7 @@ class EnforceAction(ActionBase):
                 return outcome_unknown(result, enforcer, planned, "%s: the task timed out during the mutating round trip (%s)"
                                        % (host, str(exc) or "Timed out after %s second(s)." % self._task.timeout))
 
-        facts, failure = enforcer.report(planned, response)
+        facts, failure = enforcer.report(planned, response, sent_at)
         for note in facts["notes"]:
             self._display.warning(_text.visible("%s: %s" % (host, note), _text.MESSAGE_KEEP))
         if not self._task.diff:

@@ -75,9 +75,9 @@ def test_audit_fails_the_hosts_that_are_not_ready_with_a_summary_and_records_the
     assert record(unreachable) == {"unreachable": True, "error": unreachable["error"]}
 
 
-# Not in the matrix (`make matrix`): under CPU load it fails now and then with every ansible-core, 2.19 too.
-# EX01's connector pin makes EX03's queue retry (and fail) after EX03's enforcement took its clock but
-# before EX03's own change, and changed_at is that clock, so the retry reads as current (HM402 critical).
+# EX01's connector pin can make EX03's queue retry (and fail) after EX03's enforcement started but before
+# EX03's own change: changed_at is when the mutating round trip was sent, so that retry reads as older than
+# the change (it used to be when the run started, and the retry then read as current: HM402 critical).
 def test_enforce_fixes_what_it_can_and_fail_on_never_fails_nothing(tmp_path):
     with running_lab(write_fleet(tmp_path / "fleet.yml", hybrid_fleet(KINDS)), tmp_path=tmp_path) as lab:
         lab.reset_counters()
