@@ -492,6 +492,14 @@ def internal_transport_to_restore(snapshot: _snapshot.ServerSnapshot, verdicts: 
     return own_self_signed_certificate(snapshot, verdicts)
 
 
+def restore_step(previous: _model.Certificate, forced: str) -> Step:
+    """The step that makes previous the internal transport certificate again after Enable-ExchangeCertificate
+    -Force made forced (a thumbprint) it: Microsoft's own pattern (CSS-Exchange New-ExchangeAuthCertificate.ps1),
+    with the certificate's complete services so that KB 2888788's "replace" reading cannot strip them."""
+    return Step(RESTORE_INTERNAL_TRANSPORT, previous.thumbprint, "enabling SMTP with -Force made %s the internal transport "
+                "certificate; restore the previous one" % forced, services=previous.services | {SMTP}, force=True)
+
+
 def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, options: SmtpOptions = SmtpOptions()) -> Plan:
     """The steps that leave only trusted certificates able to reach Exchange Online over SMTP."""
     connectors = cloud_connectors(snapshot)
@@ -522,11 +530,8 @@ def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping,
                           % " or ".join(connector.exchange_online_names), services=chosen.services | {SMTP}, force=True))
     previous = _certificate(snapshot, itc)
     if previous is not None and (healed is not None or (enabled and itc not in {c.thumbprint for c in enabled})):
-        # Microsoft's own pattern, with the certificate's complete services so that the KB's
-        # "replace" reading cannot strip them. (Without `previous` the invariant refuses the plan.)
-        why = ("enabling SMTP with -Force made %s the internal transport certificate; restore the previous one"
-               % (enabled[-1].thumbprint if enabled else snapshot.internal_transport_thumbprint))
-        steps.append(Step(RESTORE_INTERNAL_TRANSPORT, itc, why, services=previous.services | {SMTP}, force=True))
+        # (Without `previous` the invariant refuses the plan.)
+        steps.append(restore_step(previous, enabled[-1].thumbprint if enabled else snapshot.internal_transport_thumbprint))
 
     # 2. Connectors: repair broken pins, and pin those that could offer an untrusted certificate.
     certificates = assess(snapshot, verdicts, options, protected)[0]

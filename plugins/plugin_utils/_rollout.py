@@ -230,9 +230,7 @@ def plan_present(snapshot: _snapshot.ServerSnapshot, pfx: _pfx.Pfx, options: Opt
     if forced and itc != thumbprint:
         previous = certificate_on(snapshot, itc)
         if previous is not None:  # without it, _checked() refuses the plan
-            steps.append(_plan.Step(_plan.RESTORE_INTERNAL_TRANSPORT, itc, "enabling SMTP with -Force made %s the internal "
-                                    "transport certificate; restore the previous one" % thumbprint,
-                                    services=previous.services | {"SMTP"}, force=True))
+            steps.append(_plan.restore_step(previous, thumbprint))
 
     name = pfx.tls_certificate_name
     if options.pin_connectors:
