@@ -135,7 +135,7 @@ class ActionModule(ActionBase):
             return dict(result, unreachable=True, msg=str(exc))
         except (_transport.RunnerError, _snapshot.SnapshotError) as exc:
             return dict(result, failed=True, msg=str(exc))
-        verdicts = _facts.evaluate(before, store, now, min_key_bits, extra_names=_plan.exchange_online_names(before))
+        verdicts = _facts.evaluate(before, store, now, min_key_bits)
 
         if options.state == _rollout.PRESENT:
             password = args["pfx_password"]

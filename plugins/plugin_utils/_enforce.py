@@ -78,14 +78,13 @@ class Enforcer:
         return _snapshot.request(calls, read_only=False, session_load=self.session_load)
 
     def _judge(self, snapshot: _snapshot.ServerSnapshot) -> dict:
-        """certificate_info's verdicts, also judged for the names Exchange Online checks."""
-        return _facts.evaluate(snapshot, self.store, self.now, self.min_key_bits, extra_names=_plan.exchange_online_names(snapshot))
+        """The snapshot's one trust evaluation, as certificate_info makes it."""
+        return _facts.evaluate(snapshot, self.store, self.now, self.min_key_bits)
 
     def _state(self, snapshot: _snapshot.ServerSnapshot, verdicts: Mapping) -> dict:
         """The result's account of the server: states per certificate and connector, and under
-        `facts` what certificate_info would return for it (its own verdicts), for reports."""
-        return dict(_state_facts(snapshot, verdicts, self.options),
-                    facts=_facts.server_facts(snapshot, _facts.evaluate(snapshot, self.store, self.now, self.min_key_bits), self.now))
+        `facts` what certificate_info would return for it (the same verdicts), for reports."""
+        return dict(_state_facts(snapshot, verdicts, self.options), facts=_facts.server_facts(snapshot, verdicts, self.now))
 
     def _snapshot(self, response: Mapping) -> _snapshot.ServerSnapshot:
         return _snapshot.ServerSnapshot.from_response(response, self.host, self.reads())
@@ -135,7 +134,7 @@ class Enforcer:
             # Lets reports tell a queue error of the last retry before the change from a current one.
             # When the mutating round trip was sent, not when this run started: another server's change to
             # a shared send connector in between may already have made this server's queue retry and fail.
-            result["facts"]["changed_at"] = (sent_at or self.now).strftime("%Y-%m-%dT%H:%M:%SZ")
+            result["facts"]["changed_at"] = _model.iso_utc(sent_at or self.now)
         failures += internal_transport_failures(self.host, plan, after)
         if not failures:
             remaining = self.planner(after, verdicts)

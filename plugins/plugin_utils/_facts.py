@@ -13,26 +13,14 @@ from typing import Iterable, Mapping
 
 from . import _model, _snapshot, _trust
 
-AUTH_CERTIFICATE_SUBJECT = "CN=Microsoft Exchange Server Auth Certificate"
-
-
-def _iso(value: datetime.datetime | None) -> str | None:
-    return value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
-
-
-def is_auth_certificate(certificate: _model.Certificate) -> bool:
-    """The Exchange Server Auth (OAuth) certificate, which nothing here may ever touch."""
-    subject = certificate.reported_subject or (certificate.x509.subject_windows if certificate.x509 else "")
-    return subject.strip().lower() == AUTH_CERTIFICATE_SUBJECT.lower()
-
-
 def judged_names(snapshot: _snapshot.ServerSnapshot, certificate: _model.Certificate) -> tuple[str, ...]:
-    """The names a certificate is judged for: the hybrid FQDNs; on a server that does not face
-    Exchange Online, the certificate's own names, so that its verdict is about its chain and
-    properties rather than a name it was never meant to carry."""
-    hybrid = snapshot.hybrid_fqdns()
-    if hybrid:
-        return hybrid
+    """The names a certificate is judged for: those Exchange Online checks on this server (_exposure),
+    whether or not a connector is pinned yet. On a server that does not face Exchange Online, the
+    certificate's own names, so that its verdict is about its chain and properties rather than a name
+    it was never meant to carry."""
+    names = snapshot.exposure.exchange_online_names
+    if names:
+        return names
     own = ()
     if certificate.x509 is not None:
         own = certificate.x509.dns_names or (certificate.x509.subject_cn,)
@@ -40,16 +28,13 @@ def judged_names(snapshot: _snapshot.ServerSnapshot, certificate: _model.Certifi
 
 
 def evaluate(snapshot: _snapshot.ServerSnapshot, store: _trust.TrustStore, now: datetime.datetime,
-             min_key_bits: int = 2048, extra_names: Iterable[str] = ()) -> dict:
-    """A verdict per certificate thumbprint, with the intermediates this server holds. extra_names:
-    more names a certificate may be trusted for (the enforcement modules add the names Exchange
-    Online checks, which must not depend on whether a connector is pinned yet)."""
+             min_key_bits: int = 2048) -> dict:
+    """A verdict per certificate thumbprint, with the intermediates this server holds: the one trust
+    evaluation of a snapshot, which the facts, the plan and the findings all read."""
     held = _trust.server_pool(snapshot.certificates, snapshot.chains)
-    extra_names = tuple(extra_names)
     return {
-        certificate.thumbprint: _trust.evaluate(certificate, intermediates=held, store=store,
-                                                names=tuple(dict.fromkeys(judged_names(snapshot, certificate) + extra_names)), now=now,
-                                                min_key_bits=min_key_bits, known_intermediates=store.intermediates)
+        certificate.thumbprint: _trust.evaluate(certificate, intermediates=held, store=store, names=judged_names(snapshot, certificate),
+                                                now=now, min_key_bits=min_key_bits, known_intermediates=store.intermediates)
         for certificate in snapshot.certificates
     }
 
@@ -77,17 +62,17 @@ def certificate_facts(snapshot: _snapshot.ServerSnapshot, certificate: _model.Ce
         "root_ca_type": certificate.root_ca_type,
         "is_self_signed": facts.self_signed if facts else certificate.is_self_signed,
         "has_private_key": certificate.has_private_key,
-        "not_before": _iso(facts.not_before) if facts else None,
-        "not_after": _iso(facts.not_after) if facts else None,
+        "not_before": _model.iso_utc(facts.not_before) if facts else None,
+        "not_after": _model.iso_utc(facts.not_after) if facts else None,
         "days_remaining": (facts.not_after - now).days if facts else None,
         "key_type": facts.key_type if facts else None,
         "key_size": facts.key_bits if facts else None,
         "signature_hash": facts.signature_hash if facts else None,
         "parse_error": certificate.parse_error,
         "is_internal_transport": certificate.thumbprint == snapshot.internal_transport_thumbprint,
-        "is_auth_certificate": is_auth_certificate(certificate),
-        "faces_exchange_online": snapshot.faces_exchange_online(certificate),
-        "hybrid_names": list(snapshot.hybrid_names_of(certificate)),
+        "is_auth_certificate": certificate.is_auth_certificate,
+        "faces_exchange_online": snapshot.exposure.faces_exchange_online(certificate.thumbprint),
+        "hybrid_names": [name for name in snapshot.exposure.hybrid_fqdns if _model.exchange_domain_matches(name, certificate)],
         "chain": [{"thumbprint": link.thumbprint, "subject": link.subject} for link in verdict.chain],
         "verdict": _verdict_facts(verdict),
     }
@@ -150,7 +135,7 @@ def _hybrid_facts(hybrid: _model.HybridConfiguration | None) -> dict | None:
 
 def _event_facts(event: _model.TransportEvent) -> dict:
     return {
-        "time": _iso(event.time_created),
+        "time": _model.iso_utc(event.time_created),
         "id": event.event_id,
         "provider": event.provider_name,
         "level": event.level,
@@ -167,8 +152,8 @@ def _queue_facts(queue: _model.QueueInfo) -> dict:
         "status": queue.status,
         "message_count": queue.message_count,
         "last_error": queue.last_error,
-        "last_retry_time": _iso(queue.last_retry_time),
-        "next_retry_time": _iso(queue.next_retry_time),
+        "last_retry_time": _model.iso_utc(queue.last_retry_time),
+        "next_retry_time": _model.iso_utc(queue.next_retry_time),
     }
 
 
@@ -181,7 +166,7 @@ def server_facts(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, now: dat
     return {
         # When the verdicts and days_remaining were computed; findings rebuilt later from these facts
         # judge expiry at the same instant (plugin_utils/_findings.py).
-        "gathered_at": _iso(now),
+        "gathered_at": _model.iso_utc(now),
         "server": {
             "name": snapshot.server.name,
             "fqdn": snapshot.fqdn,
@@ -190,7 +175,9 @@ def server_facts(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, now: dat
             "is_edge": snapshot.server.is_edge,
             "powershell": snapshot.powershell,
         },
-        "hybrid_fqdns": list(snapshot.hybrid_fqdns()),
+        "hybrid_fqdns": list(snapshot.exposure.hybrid_fqdns),
+        # What faces Exchange Online, as the planner sees it: findings read it instead of deriving it again.
+        "exposure": snapshot.exposure.to_facts(),
         "internal_transport_certificate": snapshot.internal_transport_thumbprint,
         "certificates": [certificate_facts(snapshot, certificate, verdicts[certificate.thumbprint], now)
                          for certificate in snapshot.certificates if wanted is None or certificate.thumbprint in wanted],

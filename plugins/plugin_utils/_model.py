@@ -40,6 +40,9 @@ UTC = datetime.timezone.utc
 
 # Exchange Online's routing domain of a tenant: <tenant>.mail.onmicrosoft.com.
 CLOUD_ROUTING_SUFFIX = ".mail.onmicrosoft.com"
+# Exchange Online Protection's inbound hosts: <domain>.mail.protection.outlook.com.
+EOP_SMART_HOST_SUFFIX = ".mail.protection.outlook.com"
+AUTH_CERTIFICATE_SUBJECT = "CN=Microsoft Exchange Server Auth Certificate"
 
 # ---------------------------------------------------------------------------------------------
 # Converted wire values -> Python values
@@ -67,6 +70,16 @@ def parse_flags(value) -> frozenset[str]:
     """A flags enum converted by ToString ("IMAP, POP, IIS, SMTP"; zero is "None") -> its names."""
     items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
     return frozenset(name for name in (str(item).strip() for item in items) if name and name != "None")
+
+
+def iso_utc(value: datetime.datetime | None) -> str | None:
+    """The one timestamp form of facts, records and reports: 2026-12-02T21:23:07Z (UTC, seconds)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def server_name_key(name) -> str:
+    """Server names in connector and hybrid configuration lists may be short names or FQDNs, in any case."""
+    return (name or "").split(".")[0].strip().lower()
 
 
 def normalize_thumbprint(value) -> str:
@@ -390,6 +403,12 @@ class Certificate:
         """RawData is not the certificate the reported Thumbprint names."""
         return self.x509 is not None and self.x509.thumbprint != self.thumbprint
 
+    @property
+    def is_auth_certificate(self) -> bool:
+        """The Exchange Server Auth (OAuth) certificate, which nothing here may ever touch."""
+        subject = self.reported_subject or (self.x509.subject_windows if self.x509 else "")
+        return subject.strip().lower() == AUTH_CERTIFICATE_SUBJECT.lower()
+
     @classmethod
     def from_object(cls, obj: Mapping) -> Certificate:
         reported_thumbprint = normalize_thumbprint(obj.get("Thumbprint"))
@@ -538,10 +557,14 @@ class SendConnector:
     def is_cloud(self) -> bool:
         """Whether this connector carries mail to Exchange Online: the Hybrid Configuration Wizard's
         connector sets CloudServicesMailEnabled and routes <tenant>.mail.onmicrosoft.com; either one
-        is enough, because admins re-create such connectors by hand and miss one or the other."""
+        is enough, because admins re-create such connectors by hand and miss one or the other. A
+        connector relaying through an Exchange Online Protection smart host counts too, as HealthChecker
+        counts it ("Detect Send Connector sending to EXO", CSS-Exchange
+        Diagnostics/HealthChecker/Analyzer/Invoke-AnalyzerFrequentConfigurationIssues.ps1): it presents
+        its certificate to Exchange Online like the wizard's connector."""
         return bool(self.cloud_services_mail_enabled) or any(
             space.type == "SMTP" and _domain_key(space.domain).endswith(CLOUD_ROUTING_SUFFIX) for space in self.address_spaces
-        )
+        ) or any(_domain_key(host).endswith(EOP_SMART_HOST_SUFFIX) for host in self.smart_hosts)
 
     @classmethod
     def from_object(cls, obj: Mapping) -> SendConnector:

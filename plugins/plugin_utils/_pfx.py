@@ -91,10 +91,6 @@ class Pfx:
         return certificate_facts(self.certificate, self.intermediates)
 
 
-def _stamp(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def certificate_facts(certificate: _model.Certificate, intermediates: Sequence) -> dict:
     facts = certificate.x509
     return {
@@ -102,8 +98,8 @@ def certificate_facts(certificate: _model.Certificate, intermediates: Sequence) 
         "subject": facts.subject_windows,
         "issuer": facts.issuer_windows,
         "names": list(facts.dns_names or ((facts.subject_cn,) if facts.subject_cn else ())),
-        "not_before": _stamp(facts.not_before),
-        "not_after": _stamp(facts.not_after),
+        "not_before": _model.iso_utc(facts.not_before),
+        "not_after": _model.iso_utc(facts.not_after),
         "tls_certificate_name": _model.tls_certificate_name_of(certificate),
         "key": "%s %s" % (facts.key_type, facts.key_bits) if facts.key_bits else facts.key_type,
         "intermediates": [{"subject": _model.windows_name(ca.subject), "thumbprint": _model.sha1_thumbprint(ca)}

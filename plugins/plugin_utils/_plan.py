@@ -48,7 +48,7 @@ import dataclasses
 import datetime
 from typing import Iterable, Mapping
 
-from . import _facts, _model, _snapshot
+from . import _exposure, _model, _snapshot
 
 SMTP = "SMTP"
 SCOPES = ("hybrid", "all")
@@ -79,8 +79,8 @@ PINNED = "pinned"  # TlsCertificateName selects a trusted, SMTP-enabled certific
 UNPINNED = "unpinned"  # no TlsCertificateName: transport picks by FQDN
 BROKEN = "broken"  # TlsCertificateName set, but what it selects cannot work
 
-SEND = "send"
-RECEIVE = "receive"
+SEND = _exposure.SEND
+RECEIVE = _exposure.RECEIVE
 
 _OLDEST = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
 
@@ -88,22 +88,6 @@ _OLDEST = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
 # ---------------------------------------------------------------------------------------------
 # Records
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class CloudConnector:
-    """A send or receive connector that carries mail to or from Exchange Online."""
-
-    kind: str  # SEND or RECEIVE
-    identity: str
-    selection_name: str  # what transport matches certificates against when TlsCertificateName is empty
-    exchange_online_names: tuple[str, ...]  # what Exchange Online may check the certificate against, preferred first
-    tls_certificate_name: str | None
-    shared_with: tuple[str, ...] = ()  # send connectors: the other source servers a change affects too
-
-    @property
-    def label(self) -> str:
-        return "%s connector '%s'" % (self.kind, self.identity)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +146,7 @@ class CertificateAssessment:
 
 @dataclasses.dataclass(frozen=True)
 class ConnectorAssessment:
-    connector: CloudConnector
+    connector: _exposure.Connector
     state: str  # PINNED, UNPINNED, BROKEN
     selected: str | None  # thumbprint of the certificate TlsCertificateName selects
     problem: str | None  # why BROKEN
@@ -188,25 +172,9 @@ def format_services(services: Iterable[str]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def cloud_connectors(snapshot: _snapshot.ServerSnapshot) -> tuple[CloudConnector, ...]:
-    send = [
-        CloudConnector(SEND, c.identity or c.name or "", snapshot.connector_fqdn(c), (snapshot.connector_fqdn(c),),
-                       c.tls_certificate_name, snapshot.other_source_servers(c))
-        for c in snapshot.cloud_send_connectors
-    ]
-    smart_host = (snapshot.hybrid.on_premises_smart_host or "").strip().lower() if snapshot.hybrid else ""
-    inbound = tuple(dict.fromkeys(([smart_host] if smart_host else []) + [c.selection_name for c in send]))
-    receive = [
-        CloudConnector(RECEIVE, c.identity or c.name or "", snapshot.connector_fqdn(c), inbound or (snapshot.connector_fqdn(c),),
-                       c.tls_certificate_name)
-        for c in snapshot.cloud_receive_connectors
-    ]
-    return tuple(send + receive)
-
-
-def exchange_online_names(snapshot: _snapshot.ServerSnapshot) -> tuple[str, ...]:
-    """The names Exchange Online checks certificates against: what certificates must be trusted for."""
-    return tuple(dict.fromkeys(name for c in cloud_connectors(snapshot) for name in c.exchange_online_names))
+def cloud_connectors(snapshot: _snapshot.ServerSnapshot) -> tuple[_exposure.Connector, ...]:
+    """The enabled cloud connectors, as _exposure sees them."""
+    return snapshot.exposure.active
 
 
 def _certificate(snapshot: _snapshot.ServerSnapshot, thumbprint: str | None) -> _model.Certificate | None:
@@ -278,7 +246,7 @@ def best_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, name
     return None, None
 
 
-def _connector_problem(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, connector: CloudConnector,
+def _connector_problem(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, connector: _exposure.Connector,
                        smtp: frozenset[str]) -> tuple[_model.Certificate | None, str | None]:
     """(the certificate its TlsCertificateName selects, why that cannot work or None)."""
     malformed = _model.tls_certificate_name_problem(connector.tls_certificate_name)
@@ -299,20 +267,12 @@ def _connector_problem(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, co
     return selected, None
 
 
-def assess_connector(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, connector: CloudConnector,
+def assess_connector(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, connector: _exposure.Connector,
                      smtp: frozenset[str] | None = None) -> ConnectorAssessment:
     if not connector.tls_certificate_name:
         return ConnectorAssessment(connector, UNPINNED, None, None)
     selected, problem = _connector_problem(snapshot, verdicts, connector, _smtp_thumbprints(snapshot) if smtp is None else smtp)
     return ConnectorAssessment(connector, BROKEN if problem else PINNED, selected.thumbprint if selected else None, problem)
-
-
-def _can_offer(assessment: ConnectorAssessment, certificate: _model.Certificate) -> bool:
-    """Whether the connector may present this (untrusted) certificate to Exchange Online."""
-    if assessment.state == UNPINNED:
-        return (SMTP in certificate.services and certificate.has_private_key is not False
-                and _model.exchange_domain_matches(assessment.connector.selection_name, certificate))
-    return assessment.selected == certificate.thumbprint
 
 
 def exemptions(snapshot: _snapshot.ServerSnapshot, options: SmtpOptions, internal_transport: Iterable[str] | None = None) -> dict:
@@ -321,7 +281,7 @@ def exemptions(snapshot: _snapshot.ServerSnapshot, options: SmtpOptions, interna
     protected = {snapshot.internal_transport_thumbprint} if internal_transport is None else set(internal_transport)
     exempt = {}
     for certificate in snapshot.certificates:
-        if _facts.is_auth_certificate(certificate):
+        if certificate.is_auth_certificate:
             exempt[certificate.thumbprint] = AUTH_CERTIFICATE
         elif certificate.thumbprint in options.exempt_thumbprints:
             exempt[certificate.thumbprint] = LISTED
@@ -330,12 +290,15 @@ def exemptions(snapshot: _snapshot.ServerSnapshot, options: SmtpOptions, interna
     return exempt
 
 
-def _faces_hybrid(snapshot: _snapshot.ServerSnapshot, connectors: Iterable[CloudConnector], certificate: _model.Certificate) -> bool:
+def _faces_hybrid(snapshot: _snapshot.ServerSnapshot, connectors: Iterable[_exposure.Connector], certificate: _model.Certificate) -> bool:
     """Its names cover a name of a cloud connector (pinned or not: scope must not change when the
     plan pins), or a TlsCertificateName toward Exchange Online names it."""
     names = {name for c in connectors for name in (c.selection_name,) + c.exchange_online_names}
-    return any(_model.exchange_domain_matches(name, certificate) for name in names) or any(
-        certificate in snapshot.certificates_named_by(name) for name in snapshot.hybrid_tls_names())
+    if any(_model.exchange_domain_matches(name, certificate) for name in names) or any(
+            certificate.thumbprint in c.named for c in connectors):
+        return True
+    # The organisation-wide name matters only where the wizard applies it.
+    return snapshot.is_hybrid_transport_server and certificate in snapshot.certificates_named_by(snapshot.hybrid.tls_certificate_name)
 
 
 def assess(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, options: SmtpOptions = SmtpOptions(),
@@ -349,7 +312,7 @@ def assess(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, options: SmtpO
         trusted = _trusted(verdicts, certificate)
         faces_hybrid = _faces_hybrid(snapshot, [a.connector for a in connectors], certificate)
         in_scope = faces_hybrid or (options.scope == "all" and SMTP in certificate.services)
-        exposed_by = () if trusted else tuple(a.connector.label for a in connectors if _can_offer(a, certificate))
+        exposed_by = () if trusted else tuple(a.connector.label for a in connectors if certificate.thumbprint in a.connector.presents)
         if certificate.thumbprint in exempt:
             state = EXEMPT
         elif not in_scope:
@@ -384,7 +347,7 @@ def _describe_certificate(certificate: _model.Certificate, verdicts: Mapping) ->
         certificate.thumbprint, subject, issuer, format_services(certificate.services), judged)
 
 
-def _nothing_trusted(snapshot, verdicts, connector: CloudConnector, needs_smtp_hint: bool) -> str:
+def _nothing_trusted(snapshot, verdicts, connector: _exposure.Connector, needs_smtp_hint: bool) -> str:
     """The interlock's message: the server, the name, what to install (or enable)."""
     name = connector.exchange_online_names[0]
     names = " or ".join(connector.exchange_online_names)
@@ -409,7 +372,7 @@ def _nothing_trusted(snapshot, verdicts, connector: CloudConnector, needs_smtp_h
 # ---------------------------------------------------------------------------------------------
 
 
-def _pin_step(snapshot, connector: CloudConnector, chosen: _model.Certificate, why: str) -> Step | None:
+def _pin_step(snapshot, connector: _exposure.Connector, chosen: _model.Certificate, why: str) -> Step | None:
     """The step that makes the connector select chosen; None when it already does."""
     if selected_certificate(snapshot, connector.tls_certificate_name) is chosen:
         return None
@@ -428,7 +391,7 @@ def _removal_obstacles(snapshot: _snapshot.ServerSnapshot, certificate: _model.C
         obstacles.append("it is also enabled for %s" % format_services(others))
     if certificate.thumbprint == snapshot.internal_transport_thumbprint:
         obstacles.append("it is the internal transport certificate")
-    if _facts.is_auth_certificate(certificate):
+    if certificate.is_auth_certificate:
         obstacles.append("it is the Exchange Server Auth certificate")
     for connector in snapshot.send_connectors + snapshot.receive_connectors:
         name = pinned.get(connector.identity, connector.tls_certificate_name)
@@ -475,7 +438,7 @@ def own_self_signed_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Ma
 
 
 def internal_transport_to_restore(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping,
-                                  connectors: Iterable[CloudConnector]) -> _model.Certificate | None:
+                                  connectors: Iterable[_exposure.Connector]) -> _model.Certificate | None:
     """The certificate to put back as the internal transport certificate, or None.
 
     Enabling SMTP with -Force makes that certificate the internal transport certificate; a run whose
@@ -545,7 +508,7 @@ def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping,
         if assessment.state == BROKEN:
             why = assessment.problem
         else:
-            exposing = [c.thumbprint for c in untrusted_smtp if _can_offer(assessment, c)]
+            exposing = [c.thumbprint for c in untrusted_smtp if c.thumbprint in connector.presents]
             if not exposing:
                 continue
             why = "transport may offer %s (untrusted) for %s" % (", ".join(exposing), connector.selection_name)

@@ -128,7 +128,7 @@ def references(snapshot: _snapshot.ServerSnapshot, certificate: _model.Certifica
         found.append("Get-HybridConfiguration's TlsCertificateName names it")
     if certificate.thumbprint == snapshot.internal_transport_thumbprint:
         found.append("it is the internal transport certificate (InternalTransportCertificateThumbprint)")
-    if _facts.is_auth_certificate(certificate):
+    if certificate.is_auth_certificate:
         found.append("it is the Exchange Server Auth certificate")
     if "IIS" in certificate.services:
         found.append("it is bound to IIS (the web certificate)")
@@ -140,7 +140,7 @@ def superseded(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping) -> list:
     issuer and subject supersedes on this server."""
     pairs = []
     for certificate in snapshot.certificates:
-        if certificate.x509 is None or _facts.is_auth_certificate(certificate):
+        if certificate.x509 is None or certificate.is_auth_certificate:
             continue
         same = snapshot.certificates_named_by(_model.tls_certificate_name_of(certificate))
         newer = [c for c in same if c is not certificate and c.x509 is not None
@@ -182,7 +182,7 @@ def plan_present(snapshot: _snapshot.ServerSnapshot, pfx: _pfx.Pfx, options: Opt
     installed = certificate_on(snapshot, thumbprint)
     certificate = installed or pfx.certificate
     blockers, notes = [], []
-    names = options.names or _plan.exchange_online_names(snapshot)
+    names = options.names or snapshot.exposure.exchange_online_names
     if names and not any(_model.name_matches(name, certificate) for name in names):
         blockers.append("%s: certificate %s covers %s, none of the names Exchange Online checks here (%s); nothing was "
                         "changed." % (host, thumbprint, ", ".join(pfx.facts()["names"]) or "no name", ", ".join(names)))

@@ -4,7 +4,7 @@
 """What one audit round trip tells about one Exchange server.
 
 audit_request() names every read the collection needs; ServerSnapshot.from_response() turns the
-runner's answer into model records; the methods below derive what faces Exchange Online. Pure
+runner's answer into model records; `exposure` (_exposure) says what faces Exchange Online. Pure
 Python, no Ansible imports.
 """
 
@@ -14,7 +14,7 @@ import functools
 from dataclasses import dataclass
 from typing import Mapping
 
-from . import _model, _runner
+from . import _exposure, _model, _runner
 
 COMPUTERNAME = {"__hybridmail": "computername"}
 
@@ -84,11 +84,6 @@ def request(calls, read_only: bool, session_load: str = "auto") -> dict:
     return {"version": _runner.WIRE_VERSION, "read_only": read_only, "session": {"load": session_load}, "calls": list(calls)}
 
 
-def _server_name_key(name) -> str:
-    """Server names in connector lists may be short names or FQDNs, in any case."""
-    return (name or "").split(".")[0].strip().lower()
-
-
 @dataclass(frozen=True)
 class CallFailure:
     """A failed call the audit can live without, kept as evidence for reports."""
@@ -148,9 +143,9 @@ class ServerSnapshot:
         send_connectors = tuple(_model.SendConnector.from_object(obj) for obj in objects("send_connectors"))
         # Get-SendConnector lists the organisation's connectors (on Edge, those EdgeSync copied); only
         # those this server is a source of carry its mail. A connector listing no source is kept.
-        own = _server_name_key(server.name)
+        own = _model.server_name_key(server.name)
         send_connectors = tuple(c for c in send_connectors if not c.source_transport_servers
-                                or own in {_server_name_key(s) for s in c.source_transport_servers})
+                                or own in {_model.server_name_key(s) for s in c.source_transport_servers})
         hybrid_objects = objects("hybrid", required=False, absent_fqids=(COMMAND_NOT_FOUND,))
         events = objects("events", required=False, absent_fqids=(NO_EVENTS_FQID,))
         tls_objects = objects("tls", required=False)
@@ -182,51 +177,18 @@ class ServerSnapshot:
     def internal_transport_thumbprint(self) -> str | None:
         return self.transport.internal_transport_certificate_thumbprint if self.transport else None
 
-    @property
-    def cloud_send_connectors(self) -> tuple[_model.SendConnector, ...]:
-        return tuple(c for c in self.send_connectors if c.is_cloud and c.enabled is not False)
-
-    @property
-    def cloud_receive_connectors(self) -> tuple[_model.ReceiveConnector, ...]:
-        return tuple(c for c in self.receive_connectors if c.accepts_cloud_services_mail and c.enabled is not False)
+    @functools.cached_property
+    def exposure(self) -> _exposure.Exposure:
+        """Which certificate each cloud connector presents to Exchange Online (_exposure)."""
+        return _exposure.of(self.fqdn, self.server.name, self.certificates, self.send_connectors, self.receive_connectors, self.hybrid)
 
     @property
     def is_hybrid_transport_server(self) -> bool:
         if self.hybrid is None:
             return False
-        own = _server_name_key(self.server.name)
+        own = _model.server_name_key(self.server.name)
         servers = self.hybrid.sending_transport_servers + self.hybrid.receiving_transport_servers + self.hybrid.edge_transport_servers
-        return own in {_server_name_key(s) for s in servers}
-
-    def other_source_servers(self, connector: _model.SendConnector) -> tuple[str, ...]:
-        """The other transport servers that send through this organisation-wide send connector: what
-        changing it on this server changes for them too."""
-        own = _server_name_key(self.server.name)
-        return tuple(s for s in connector.source_transport_servers if _server_name_key(s) != own)
-
-    def connector_fqdn(self, connector: _model.SendConnector | _model.ReceiveConnector) -> str:
-        """The name a connector presents and selects certificates by: its Fqdn, else the server FQDN."""
-        return (connector.fqdn or self.fqdn).lower()
-
-    def hybrid_fqdns(self) -> tuple[str, ...]:
-        """The names this server presents to Exchange Online, lower case.
-
-        Each cloud send connector's Fqdn (the server FQDN when it has none: transport then picks the
-        certificate by that name). A cloud receive connector's Fqdn only while its TlsCertificateName
-        is empty: once pinned, the name no longer selects a certificate (the Hybrid Configuration
-        Wizard pins "Default Frontend" and leaves its Fqdn at the internal server name).
-        """
-        names = [(c.fqdn or self.fqdn).lower() for c in self.cloud_send_connectors]
-        names += [(c.fqdn or self.fqdn).lower() for c in self.cloud_receive_connectors if not c.tls_certificate_name]
-        return tuple(dict.fromkeys(names))
-
-    def hybrid_tls_names(self) -> tuple[str, ...]:
-        """Every TlsCertificateName that selects a certificate toward Exchange Online."""
-        names = [c.tls_certificate_name for c in self.cloud_send_connectors + self.cloud_receive_connectors]
-        if self.is_hybrid_transport_server:
-            # The organisation-wide name matters only where the wizard applies it.
-            names.append(self.hybrid.tls_certificate_name)
-        return tuple(dict.fromkeys(name for name in names if name))
+        return own in {_model.server_name_key(s) for s in servers}
 
     @functools.cached_property
     def _named_by(self) -> dict:
@@ -240,18 +202,6 @@ class ServerSnapshot:
                 () if parsed is None else _model.certificates_matching_tls_name(parsed, self.certificates))
         return self._named_by[tls_certificate_name]
 
-    def hybrid_names_of(self, certificate: _model.Certificate) -> tuple[str, ...]:
-        return tuple(name for name in self.hybrid_fqdns() if _model.exchange_domain_matches(name, certificate))
-
-    def faces_exchange_online(self, certificate: _model.Certificate) -> bool:
-        """Whether transport can offer this certificate to Exchange Online: an SMTP certificate for a
-        hybrid FQDN, or the target of a TlsCertificateName toward Exchange Online."""
-        if "SMTP" in certificate.services and self.hybrid_names_of(certificate):
-            return True
-        return any(certificate in self.certificates_named_by(name) for name in self.hybrid_tls_names())
-
     def exchange_online_queues(self) -> tuple[_model.QueueInfo, ...]:
         return tuple(q for q in self.queues if q.is_to_exchange_online(self.send_connectors))
 
-    def untrusted_root_events(self) -> tuple[_model.TransportEvent, ...]:
-        return tuple(e for e in self.events or () if e.is_untrusted_root_2004)

@@ -314,15 +314,11 @@ def _reachability(
     return path, [Reason(UNKNOWN_ROOT, "the chain ends at %s, which is not in the trust bundle %s" % (_subject(path[-1]), store.source))]
 
 
-def _timestamp(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _validity_reasons(facts: _model.X509Facts, now: datetime.datetime) -> list[Reason]:
     if now > facts.not_after:
-        return [Reason(EXPIRED, "expired on %s" % _timestamp(facts.not_after))]
+        return [Reason(EXPIRED, "expired on %s" % _model.iso_utc(facts.not_after))]
     if now < facts.not_before:
-        return [Reason(NOT_YET_VALID, "not valid before %s" % _timestamp(facts.not_before))]
+        return [Reason(NOT_YET_VALID, "not valid before %s" % _model.iso_utc(facts.not_before))]
     return []
 
 

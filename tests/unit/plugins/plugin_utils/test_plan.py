@@ -151,10 +151,9 @@ def _verdict(certificate_record: _model.Certificate, names: tuple) -> _trust.Ver
 
 
 def verdicts_of(server: _snapshot.ServerSnapshot) -> dict:
-    """What the enforcer judges with (_facts.evaluate with the Exchange Online names), memoised:
-    hypothesis judges the same certificates for the same names again and again."""
-    extra = _plan.exchange_online_names(server)
-    return {c.thumbprint: _verdict(c, tuple(dict.fromkeys(_facts.judged_names(server, c) + extra))) for c in server.certificates}
+    """What the enforcer judges with (_facts.evaluate's names), memoised: hypothesis judges the same
+    certificates for the same names again and again."""
+    return {c.thumbprint: _verdict(c, _facts.judged_names(server, c)) for c in server.certificates}
 
 
 def plan(server, **options) -> _plan.Plan:

@@ -29,7 +29,7 @@ def store_of(fleet):
 
 
 def verdicts_of(snapshot, store):
-    return _facts.evaluate(snapshot, store, NOW, extra_names=_plan.exchange_online_names(snapshot))
+    return _facts.evaluate(snapshot, store, NOW)
 
 
 def present(fleet, server_name, cert_id, **options):
@@ -60,7 +60,7 @@ def test_absent_never_removes_the_internal_transport_or_auth_certificate():
     _response, snapshot = audit(fleet.servers["EX01"])
     itc = _rollout.plan_absent(snapshot, snapshot.internal_transport_thumbprint)
     assert "internal transport certificate" in itc.blockers[0]
-    auth = next(c for c in snapshot.certificates if _facts.is_auth_certificate(c))
+    auth = next(c for c in snapshot.certificates if c.is_auth_certificate)
     assert "Auth certificate" in _rollout.plan_absent(snapshot, auth.thumbprint).blockers[0]
 
 
