@@ -9,7 +9,7 @@ import datetime
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _facts, _snapshot, _text, _transport
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _autofix, _facts, _snapshot, _text, _transport
 
 ARGUMENT_SPEC = dict(
     thumbprints=dict(type="list", elements="str"),
@@ -63,6 +63,9 @@ class ActionModule(ActionBase):
             for thumbprint in missing:
                 self._display.warning(_text.visible("%s: certificate %s is not on the server" % (host, thumbprint), _text.MESSAGE_KEEP))
         facts = _facts.server_facts(snapshot, verdicts, now, thumbprints)
+        if thumbprints is None:
+            # Findings built from these facts read what enforce (smtp_certificate's defaults) would clear.
+            _autofix.annotate(facts, snapshot, verdicts, now)
         for warning in facts["warnings"]:
             self._display.warning(_text.visible("%s: %s" % (host, warning), _text.MESSAGE_KEEP))
         result.update(facts)

@@ -119,7 +119,7 @@ class ActionModule(ActionBase):
 
         run = {"hosts": hosts, "mode": args["mode"], "fail_on": args["fail_on"],
                "options": {key: args[key] for key in _args.THRESHOLDS},
-               "fleet_findings": [finding.to_dict() for finding in _findings.fleet_findings_of(fleet)],
+               "fleet_findings": [finding.to_dict() for finding in _findings.fleet_findings(fleet)],
                "collection_version": "0.1.0"}
         try:
             written = _report.write_reports(args["report_dir"], run, facts_of=facts_of)

@@ -18,9 +18,12 @@ description:
     identity and internal transport certificate; the send and receive connectors with their
     C(TlsCertificateName) resolved to certificates; the hybrid configuration; Event ID 2004
     (C(454 4.7.0 ... UntrustedRoot)) from the last days; and the queue to Exchange Online.
-  - Marks each certificate that faces Exchange Online, that is whose names cover a cloud send
-    connector's FQDN (or the server FQDN when the connector has none), a cloud receive connector's
-    FQDN, or that a connector's or the hybrid configuration's C(TlsCertificateName) names.
+  - Marks each certificate that faces Exchange Online, that is one an enabled cloud connector may present
+    as Exchange selects it. With C(TlsCertificateName) empty, any certificate enabled for SMTP, with its private
+    key, whose domains match the connector's FQDN (the server FQDN when it has none). With it set, the certificate
+    it names that expires last. The same answer the enforcement modules plan with (RV(exposure)).
+  - Trust verdicts are judged for the names Exchange Online checks (the send connectors' FQDNs, the hybrid
+    configuration's C(OnPremisesSmartHost)), once per run; the enforcement modules read the same verdicts.
   - This is the detection half of Microsoft KB 2888788. It never changes anything on the server.
 author:
   - hybridmail.exchange contributors (@hybridmail)
@@ -162,7 +165,11 @@ send_connectors:
   elements: dict
   contains:
     identity: {description: Identity., type: str}
-    is_cloud: {description: Sends to Exchange Online (C(CloudServicesMailEnabled) or a C(*.mail.onmicrosoft.com) address space)., type: bool}
+    is_cloud:
+      description: >-
+        Sends to Exchange Online: C(CloudServicesMailEnabled), a C(*.mail.onmicrosoft.com) address space, or a
+        C(*.mail.protection.outlook.com) smart host (as HealthChecker counts it).
+      type: bool
     fqdn: {description: FQDN the connector presents (empty means the server FQDN)., type: str}
     tls_certificate_name: {description: C(TlsCertificateName) as configured (C(<I>issuer<S>subject))., type: str}
     tls_certificate_thumbprints: {description: Certificates of this server that C(TlsCertificateName) matches., type: list, elements: str}
@@ -171,6 +178,44 @@ receive_connectors:
   returned: success
   type: list
   elements: dict
+exposure:
+  description: >-
+    What faces Exchange Online, as the planner of the enforcement modules sees it: every cloud connector with the
+    name it selects certificates by, the names Exchange Online checks, and the certificates it may present.
+    Findings built from these facts read it instead of deriving it again.
+  returned: success
+  type: dict
+  contains:
+    connectors:
+      description: Every cloud send and receive connector of this server, disabled ones too.
+      type: list
+      elements: dict
+      contains:
+        kind: {description: C(send) or C(receive)., type: str}
+        identity: {description: Identity., type: str}
+        enabled: {description: Enabled (a disabled connector presents nothing)., type: bool}
+        selection_name: {description: The FQDN transport selects certificates by when C(TlsCertificateName) is empty., type: str}
+        exchange_online_names: {description: The names Exchange Online checks the certificate against, preferred first., type: list, elements: str}
+        tls_certificate_name: {description: C(TlsCertificateName) as configured., type: str}
+        pin: {description: "C(empty), C(malformed), C(not_found) or C(resolved).", type: str}
+        pin_problem: {description: Why a C(TlsCertificateName) is malformed., type: str}
+        named: {description: Thumbprints C(TlsCertificateName) names, the one Exchange selects first., type: list, elements: str}
+        presents: {description: Thumbprints the connector may present to Exchange Online., type: list, elements: str}
+        shared_with: {description: Send connectors, the other source servers a change to it affects too., type: list, elements: str}
+    referenced:
+      description: Thumbprints some C(TlsCertificateName) names (any connector, the hybrid configuration).
+      type: list
+      elements: str
+    hybrid_fqdns: {description: Same as RV(hybrid_fqdns)., type: list, elements: str}
+enforce:
+  description: >-
+    What hybridmail.exchange.smtp_certificate (its defaults) would clear: the findings, by id and subject, that
+    are gone once its plan ran, under both readings of C(Enable-ExchangeCertificate). Findings read their
+    C(auto_fix) from it. Absent when O(thumbprints) is set.
+  returned: success
+  type: dict
+  contains:
+    clears: {description: "[finding id, subject] pairs.", type: list, elements: list}
 hybrid_configuration:
   description: C(Get-HybridConfiguration), or null on Edge servers and organisations without hybrid.
   returned: success

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from . import _findings, _model, _runner, _trust
+from . import _compliance, _findings, _model, _runner, _trust
 
 COMMON_SPEC = dict(
     trust_bundle=dict(type="path"),
@@ -18,7 +18,7 @@ COMMON_SPEC = dict(
 ENFORCE_SPEC = dict(COMMON_SPEC, event_lookback_days=dict(type="int", default=0))
 # How findings are judged (doc fragment findings): readiness_check and readiness_report.
 FINDINGS_SPEC = dict(
-    fail_on=dict(type="str", default="critical", choices=list(_findings.FAIL_ON)),
+    fail_on=dict(type="str", default="critical", choices=list(_compliance.FAIL_ON)),
     expiry_warning_days=dict(type="int", default=60),
     expiry_critical_days=dict(type="int", default=30),
     exemptions=dict(type="list", elements="dict", default=[]),
@@ -65,6 +65,6 @@ def findings_options(args) -> tuple:
     """(_findings.Options, validated exemptions) from FINDINGS_SPEC's options and min_key_size."""
     check_range("min_key_size", args["min_key_size"], 512, 16384)
     try:
-        return _findings.Options.of({key: args[key] for key in THRESHOLDS}), _findings.validate_exemptions(args["exemptions"])
+        return _findings.Options.of({key: args[key] for key in THRESHOLDS}), _compliance.validate_exemptions(args["exemptions"])
     except ValueError as exc:
         raise OptionError(str(exc)) from None

@@ -21,7 +21,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from . import _facts, _model, _plan, _snapshot, _trust
+from . import _autofix, _facts, _model, _plan, _snapshot, _trust
 
 GUARD_PREFIX = "guard_"
 STEP_PREFIX = "step"
@@ -81,10 +81,12 @@ class Enforcer:
         """The snapshot's one trust evaluation, as certificate_info makes it."""
         return _facts.evaluate(snapshot, self.store, self.now, self.min_key_bits)
 
-    def _state(self, snapshot: _snapshot.ServerSnapshot, verdicts: Mapping) -> dict:
+    def _state(self, snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, plan: _plan.Plan) -> dict:
         """The result's account of the server: states per certificate and connector, and under
-        `facts` what certificate_info would return for it (the same verdicts), for reports."""
-        return dict(_state_facts(snapshot, verdicts, self.options), facts=_facts.server_facts(snapshot, verdicts, self.now))
+        `facts` what certificate_info would return for it (the same verdicts), for reports, with what
+        plan (this module's, for snapshot) would clear (_autofix)."""
+        facts = _autofix.annotate(_facts.server_facts(snapshot, verdicts, self.now), snapshot, verdicts, self.now, plan)
+        return dict(_state_facts(snapshot, verdicts, self.options), facts=facts)
 
     def _snapshot(self, response: Mapping) -> _snapshot.ServerSnapshot:
         return _snapshot.ServerSnapshot.from_response(response, self.host, self.reads())
@@ -99,11 +101,11 @@ class Enforcer:
         notes = list(plan.notes)
         result = {"plan": [_step_facts(step) for step in plan.steps]}
         if plan.blocked:
-            result.update(self._state(before, planned.verdicts), changed=False, notes=notes, diff=_diff(before, before))
+            result.update(self._state(before, planned.verdicts, plan), changed=False, notes=notes, diff=_diff(before, before))
             return result, " ".join(plan.blockers)
         if response is None:
             # check mode, or nothing to do
-            result.update(self._state(before, planned.verdicts),
+            result.update(self._state(before, planned.verdicts, plan),
                           steps=[dict(_step_facts(step), status=PLANNED) for step in plan.steps],
                           changed=bool(plan.steps), notes=notes, diff=_intended_diff(before, plan))
             return result, None
@@ -128,7 +130,8 @@ class Enforcer:
         diff = _diff(before, after)
         # Only what this run applied counts as a change; a guard mismatch shows someone else's.
         applied = any(outcome["status"] == APPLIED for outcome in outcomes)
-        result.update(self._state(after, verdicts), changed=applied and diff["before"] != diff["after"],
+        remaining = self.planner(after, verdicts)
+        result.update(self._state(after, verdicts, remaining), changed=applied and diff["before"] != diff["after"],
                       notes=notes, diff=diff)
         if applied:
             # Lets reports tell a queue error of the last retry before the change from a current one.
@@ -137,7 +140,6 @@ class Enforcer:
             result["facts"]["changed_at"] = _model.iso_utc(sent_at or self.now)
         failures += internal_transport_failures(self.host, plan, after)
         if not failures:
-            remaining = self.planner(after, verdicts)
             if remaining.steps or remaining.blocked:
                 failures.append(_not_converged(self.host, plan, remaining))
         return result, " ".join(failures) or None

@@ -17,14 +17,11 @@ Two facts from exchange-facts.md shape everything here:
 - Enabling SMTP needs -Force, which silently makes that certificate the internal transport
   certificate; the previous one is restored right after, as Microsoft's own scripts do.
 
-Which names matter: a cloud connector selects a certificate by its FQDN (`selection name`) when its
-TlsCertificateName is empty, and Exchange Online checks the certificate against the name it expects
-(`Exchange Online names`): the send connector's FQDN for mail to Exchange Online; for mail from it,
-the hybrid configuration's OnPremisesSmartHost (the name Exchange Online connects to) or the names
-this server's cloud send connectors present (the Hybrid Configuration Wizard gives both the same
-certificate; an Edge server cannot read the hybrid configuration), else the receive connector's FQDN.
-The interlock and the choice of the pinned certificate use the Exchange Online names; exposure of
-untrusted certificates uses the selection name.
+Which connectors carry mail to or from Exchange Online, the name each selects certificates by, the
+names Exchange Online checks and the certificates each may present come from the snapshot's
+exposure (_exposure.py), which the facts and the findings read too. The interlock and the choice of
+the pinned certificate use the Exchange Online names; exposure of untrusted certificates uses what
+the connectors present.
 
 Send connectors are organisation-wide: pinning one from this server changes it for every source
 server. A pin step therefore names the other source servers, and the enforcer checks in the same
@@ -403,7 +400,7 @@ def _removal_obstacles(snapshot: _snapshot.ServerSnapshot, certificate: _model.C
     return obstacles
 
 
-def _with_pins(snapshot: _snapshot.ServerSnapshot, pinned: Mapping) -> _snapshot.ServerSnapshot:
+def with_pins(snapshot: _snapshot.ServerSnapshot, pinned: Mapping) -> _snapshot.ServerSnapshot:
     """The snapshot as it will be once the planned pins (identity -> TlsCertificateName) are set."""
     def repinned(connectors):
         return tuple(dataclasses.replace(c, tls_certificate_name=pinned[c.identity]) if c.identity in pinned else c
@@ -530,7 +527,7 @@ def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping,
     # 3. Untrusted certificates: drop SMTP while they are exposed; remove them when asked and safe.
     #    A pin can also take a certificate out of the hybrid-facing set (the old TlsCertificateName
     #    named it); under scope all it is then judged like any other, so judge it as the next run will.
-    after_pins = ({a.thumbprint: a.state for a in assess(_with_pins(snapshot, pinned), verdicts, options, protected)[0]}
+    after_pins = ({a.thumbprint: a.state for a in assess(with_pins(snapshot, pinned), verdicts, options, protected)[0]}
                   if pinned else {})
     for certificate in snapshot.certificates:
         assessment = states[certificate.thumbprint]

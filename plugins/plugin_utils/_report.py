@@ -35,7 +35,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from typing import Callable, Iterable, Mapping
 
-from . import _findings, _text
+from . import _catalogue, _compliance, _findings, _text
 
 SCHEMA = "hybridmail.exchange/report"
 VERSION = 1
@@ -47,7 +47,7 @@ FLEET_SUITE = "fleet"
 AUDIT_CASE = "audit"
 TOP_FINDINGS = 3
 
-_FAILING_SEVERITIES = (_findings.CRITICAL, _findings.WARNING)
+_FAILING_SEVERITIES = (_catalogue.CRITICAL, _catalogue.WARNING)
 
 
 class ReportError(ValueError):
@@ -150,7 +150,7 @@ def _host_entry(host: str, entry: Mapping, fail_on: str, include_facts: bool) ->
         status = STATUS_OK
         error = None
     try:
-        findings = _findings.sort_findings(_findings.Finding.from_dict(item) for item in entry.get("findings") or ())
+        findings = _catalogue.sort_findings(_catalogue.Finding.from_dict(item) for item in entry.get("findings") or ())
     except ValueError as exc:
         raise ReportError("host %s: %s" % (host, exc)) from None
     server = (facts or {}).get("server") if isinstance(facts, Mapping) else None
@@ -168,7 +168,7 @@ def _host_entry(host: str, entry: Mapping, fail_on: str, include_facts: bool) ->
         "may_have_applied": may_have_applied,
         # fail_on never: nothing fails the run (errors are still reported everywhere); otherwise a host
         # that was not audited cannot be called compliant.
-        "compliant": fail_on == "never" or (status == STATUS_OK and _findings.compliance(findings, fail_on)),
+        "compliant": fail_on == "never" or (status == STATUS_OK and _compliance.compliance(findings, fail_on)),
         "server": {
             "name": server.get("name"),
             "fqdn": server.get("fqdn"),
@@ -176,7 +176,7 @@ def _host_entry(host: str, entry: Mapping, fail_on: str, include_facts: bool) ->
         } if isinstance(server, Mapping) else None,
         "hybrid_fqdns": list((facts or {}).get("hybrid_fqdns") or ()) if isinstance(facts, Mapping) else [],
         "gathered_at": facts.get("gathered_at") if isinstance(facts, Mapping) else None,
-        "counts": _findings.counts(findings),
+        "counts": _compliance.counts(findings),
         "findings": [finding.to_dict() for finding in findings],
         "facts": dict(facts) if include_facts and isinstance(facts, Mapping) else None,
     }
@@ -187,17 +187,17 @@ def build_report(run: Mapping) -> dict:
     if not isinstance(run, Mapping) or not isinstance(run.get("hosts"), Mapping):
         raise ReportError("a run must be a mapping with a 'hosts' mapping")
     fail_on = run.get("fail_on") or "critical"
-    if fail_on not in _findings.FAIL_ON:
-        raise ReportError("fail_on must be one of %s, got %r" % (", ".join(_findings.FAIL_ON), fail_on))
+    if fail_on not in _compliance.FAIL_ON:
+        raise ReportError("fail_on must be one of %s, got %r" % (", ".join(_compliance.FAIL_ON), fail_on))
     mode = run.get("mode") or "audit"
     include_facts = run.get("include_facts", True) is not False
     hosts = [_host_entry(str(host), run["hosts"][host], fail_on, include_facts) for host in sorted(run["hosts"], key=str)]
 
     fleet = run.get("fleet_findings")
     if fleet is None:
-        fleet = _findings.fleet_findings_of({host: fleet_certificates(run["hosts"][host]) for host in run["hosts"]})
+        fleet = _findings.fleet_findings({host: fleet_certificates(run["hosts"][host]) for host in run["hosts"]})
     try:
-        fleet = _findings.sort_findings(_findings.Finding.from_dict(item) for item in fleet)
+        fleet = _catalogue.sort_findings(_catalogue.Finding.from_dict(item) for item in fleet)
     except ValueError as exc:
         raise ReportError("fleet findings: %s" % exc) from None
 
@@ -209,10 +209,10 @@ def build_report(run: Mapping) -> dict:
         "changed": sum(1 for entry in hosts if entry["changed"]),
         "changed_unknown": sum(1 for entry in hosts if entry["changed_unknown"]),
         "non_compliant_hosts": sum(1 for entry in hosts if not entry["compliant"]),
-        "findings": {key: sum(entry["counts"][key] for entry in hosts) + _findings.counts(fleet)[key]
-                     for key in _findings.SEVERITIES + ("exempted",)},
+        "findings": {key: sum(entry["counts"][key] for entry in hosts) + _compliance.counts(fleet)[key]
+                     for key in _catalogue.SEVERITIES + ("exempted",)},
     }
-    fleet_compliant = _findings.compliance(fleet, fail_on)
+    fleet_compliant = _compliance.compliance(fleet, fail_on)
     report = {
         "schema": SCHEMA,
         "version": VERSION,
@@ -223,12 +223,12 @@ def build_report(run: Mapping) -> dict:
         "compliant": all(entry["compliant"] for entry in hosts) and fleet_compliant,
         "options": dict(run.get("options") or {}),
         "totals": totals,
-        "checks": [check.to_dict() for check in _findings.CHECKS],
+        "checks": [check.to_dict() for check in _catalogue.CHECKS],
         "hosts": hosts,
         "fleet": {
             "hosts_considered": totals["ok"],
             "compliant": fleet_compliant,
-            "counts": _findings.counts(fleet),
+            "counts": _compliance.counts(fleet),
             "findings": [finding.to_dict() for finding in fleet],
         },
     }
@@ -478,7 +478,7 @@ def render_markdown(report: Mapping) -> str:
     checks = {check["id"]: check for check in report["checks"]}
     if affected:
         lines += ["| Check | Severity (max) | Title | Hosts | Auto-fix | Reference |", "|---|---|---|---:|---|---|"]
-        for check_id in sorted(affected, key=lambda cid: (_findings._RANK.get(checks.get(cid, {}).get("severity"), 9), cid)):
+        for check_id in sorted(affected, key=lambda cid: (_catalogue.RANK.get(checks.get(cid, {}).get("severity"), 9), cid)):
             check = checks.get(check_id) or {"severity": "?", "title": check_id, "auto_fix": "?", "references": []}
             reference = check["references"][0] if check.get("references") else ""
             lines.append("| %s | %s | %s | %d | %s | %s |" % (
@@ -560,7 +560,7 @@ def entry_from_result(result, host: str, mode: str, options: _findings.Options, 
         entry["error"] = entry["error"] or "the module returned no certificate facts"
         return entry
     entry["facts"] = facts
-    findings = _findings.apply_exemptions(_findings.server_findings(facts, options), exemptions, host)
+    findings = _compliance.apply_exemptions(_findings.server_findings(facts, options), exemptions, host)
     entry["findings"] = [finding.to_dict() for finding in findings]
     return entry
 

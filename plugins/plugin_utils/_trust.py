@@ -322,14 +322,19 @@ def _validity_reasons(facts: _model.X509Facts, now: datetime.datetime) -> list[R
     return []
 
 
+def weak_key(key_type: str | None, key_bits: int, min_key_bits: int) -> bool:
+    """The one key-size rule: RSA/DSA below min_key_bits, EC below MIN_EC_KEY_BITS."""
+    return (key_type in ("RSA", "DSA") and key_bits < min_key_bits) or (key_type == "EC" and key_bits < MIN_EC_KEY_BITS)
+
+
 def _key_reasons(facts: _model.X509Facts, min_key_bits: int) -> list[Reason]:
     if facts.key_bits is None:
         return [Reason(WEAK_KEY, "the key algorithm is not supported")]
-    if facts.key_type in ("RSA", "DSA") and facts.key_bits < min_key_bits:
-        return [Reason(WEAK_KEY, "%s key of %d bits; at least %d required" % (facts.key_type, facts.key_bits, min_key_bits))]
-    if facts.key_type == "EC" and facts.key_bits < MIN_EC_KEY_BITS:
+    if not weak_key(facts.key_type, facts.key_bits, min_key_bits):
+        return []
+    if facts.key_type == "EC":
         return [Reason(WEAK_KEY, "EC key on a %d-bit curve; at least %d required" % (facts.key_bits, MIN_EC_KEY_BITS))]
-    return []
+    return [Reason(WEAK_KEY, "%s key of %d bits; at least %d required" % (facts.key_type, facts.key_bits, min_key_bits))]
 
 
 def _signature_reasons(facts: _model.X509Facts) -> list[Reason]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from tests.lab import pki
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _facts, _snapshot, _trust
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _autofix, _facts, _snapshot, _trust
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
@@ -181,7 +181,8 @@ class Server:
         calls = _snapshot.audit_calls()
         snapshot = _snapshot.ServerSnapshot.from_response(self.response(), self.name, calls)
         verdicts = _facts.evaluate(snapshot, trust_store(), now, min_key_bits)
-        return _facts.server_facts(snapshot, verdicts, now)
+        # As certificate_info builds them: with what enforce (smtp_certificate's defaults) would clear.
+        return _autofix.annotate(_facts.server_facts(snapshot, verdicts, now), snapshot, verdicts, now)
 
 
 def send_connector(name: str, sources, hybrid_cert: pki.Issued | None, **overrides) -> dict:

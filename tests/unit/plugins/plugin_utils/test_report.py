@@ -13,7 +13,7 @@ import pytest
 import hybrid_world as world
 from hybrid_world import NOW
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _findings, _report
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _catalogue, _compliance, _findings, _report
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 SCHEMA_PATH = os.path.join(REPO_ROOT, "docs", "report.schema.json")
@@ -179,9 +179,9 @@ def test_junit_has_a_suite_per_host_and_a_fleet_suite(junit):
     for suite in junit.findall("testsuite")[:-1]:
         names = [c.get("name") for c in suite.findall("testcase")]
         assert names[0] == "audit"
-        assert names[1:] == ["%s %s: %s" % (c.id, c.name, c.title) for c in _findings.SERVER_CHECKS]  # passing ones too
+        assert names[1:] == ["%s %s: %s" % (c.id, c.name, c.title) for c in _catalogue.SERVER_CHECKS]  # passing ones too
     fleet = _suite(junit, "fleet")
-    assert [c.get("name").split()[0] for c in fleet.findall("testcase")] == [c.id for c in _findings.FLEET_CHECKS]
+    assert [c.get("name").split()[0] for c in fleet.findall("testcase")] == [c.id for c in _catalogue.FLEET_CHECKS]
 
 
 def test_junit_counts_match_the_testcases(junit):
@@ -206,7 +206,7 @@ def test_junit_failure_names_the_kb_finding(junit, report):
     assert failure is not None and failure.get("type") == "critical"
     kb = next(f for f in report["hosts"][0]["findings"] if f["id"] == "HM101")
     assert failure.get("message") == kb["title"]
-    assert "Remediation:" in failure.text and _findings.KB_2888788 in failure.text and kb["subject"] in failure.text
+    assert "Remediation:" in failure.text and _catalogue.KB_2888788 in failure.text and kb["subject"] in failure.text
     assert _suite(junit, "ex01").find("properties/property[@name='compliant']").get("value") == "false"
 
 
@@ -230,7 +230,7 @@ def test_junit_info_findings_pass_with_details_and_exempt_ones_are_skipped():
     server = world.healthy()
     server.events = [world.event_2004(world.UNTRUSTED_ROOT_TEXT)]  # info: no cause remains
     facts = server.facts()
-    findings = _findings.apply_exemptions(_findings.server_findings(world.kb2888788().facts()),
+    findings = _compliance.apply_exemptions(_findings.server_findings(world.kb2888788().facts()),
                                           [{"id": "HM402", "reason": "queue drains after the change window"}])
     report = _report.build_report({"hosts": {
         "info": {"facts": facts, "findings": _findings.server_findings(facts)},
@@ -368,7 +368,7 @@ def test_report_json_written_host_by_host_is_the_same_document(run, tmp_path, sc
     files must be the same as from the whole run (bar generated_at), with hostile strings intact."""
     whole = dict(run, generated_at="2026-11-23T12:00:00Z")
     slim = dict(whole, hosts={host: _report.slim_entry(entry) for host, entry in run["hosts"].items()},
-                fleet_findings=[f.to_dict() for f in _findings.fleet_findings_of(
+                fleet_findings=[f.to_dict() for f in _findings.fleet_findings(
                     {host: _report.fleet_certificates(entry) for host, entry in run["hosts"].items()})])
     loaded = []
 
@@ -433,7 +433,7 @@ def test_certificate_info_results_carry_their_facts_at_the_top_level():
 
 def test_exemptions_apply_to_the_host_they_name():
     facts = world.kb2888788("EX01").facts()
-    exemptions = _findings.validate_exemptions([{"id": "HM101", "reason": "change 4711", "hosts": ["ex0*"]}])
+    exemptions = _compliance.validate_exemptions([{"id": "HM101", "reason": "change 4711", "hosts": ["ex0*"]}])
     findings = _report.entry_from_result({"facts": facts}, "ex01", "audit", OPTIONS, exemptions)["findings"]
     assert all(f["exemption"] for f in findings if f["id"] == "HM101")
     other = _report.entry_from_result({"facts": facts}, "mx01", "audit", OPTIONS, exemptions)["findings"]
