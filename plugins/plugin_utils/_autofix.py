@@ -45,6 +45,10 @@ def clears(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, facts: Mapping
            plan: _plan.Plan) -> list:
     """[(finding id, subject)] of the findings of facts (the snapshot's) that the plan (enforce's, for
     this snapshot) removes whichever way Exchange reads Enable-ExchangeCertificate."""
+    # A change to a send connector other servers also send through runs only when each of them holds the
+    # certificate (the enforcer checks it in the mutating round trip); one server's facts cannot tell,
+    # so what only such a step would clear is not promised.
+    plan = dataclasses.replace(plan, steps=tuple(step for step in plan.steps if not step.shared_with))
     if plan.blocked or not plan.steps:
         return []  # a blocked plan changes nothing; a converged server has nothing left that enforce removes
     cleared = _keys(facts, now)

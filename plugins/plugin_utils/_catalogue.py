@@ -180,12 +180,14 @@ CHECKS = (
     _c("HM301", "certificate-expiring", CRITICAL,
        "Certificate expires soon", AUTO_FIX_NO,
        "A certificate expires within the warning threshold (critical within the critical threshold when it is in "
-       "use or faces Exchange Online; unused certificates are info).",
+       "use or faces Exchange Online; unused certificates are info). When its renewal (same subject, valid longer, "
+       "with its key) is already on the server, a warning that says to move to the renewal and retire this one.",
        (HC_CERTIFICATE, NEW_CERTIFICATE), "Certificate lifetime (< 60 / < 30 days)"),
-    _c("HM302", "certificate-expired", WARNING,
+    _c("HM302", "certificate-expired", CRITICAL,
        "Certificate has expired", AUTO_FIX_NO,
-       "A certificate that does not face Exchange Online has expired (warning when enabled for a service, info "
-       "otherwise). Expired certificates facing Exchange Online are HM104, the internal transport one HM312.",
+       "A certificate that does not face Exchange Online has expired: critical while it is in use (enabled for a "
+       "service or named by a TlsCertificateName), a warning when its renewal is on the server, info when unused. "
+       "Expired certificates facing Exchange Online are HM104, the internal transport one HM312.",
        (HC_CERTIFICATE,), "Certificate lifetime (expired)"),
     _c("HM303", "certificate-weak-key", CRITICAL,
        "Certificate key is too small", AUTO_FIX_NO,

@@ -15,7 +15,7 @@ import functools
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce, _plan, _snapshot, _text, _transport
+from . import _args, _enforce, _plan, _snapshot, _text, _transport
 
 # smtp_certificate's options (readiness_check has them too).
 SMTP_CERTIFICATE_SPEC = dict(

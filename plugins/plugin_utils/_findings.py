@@ -191,10 +191,6 @@ class ServerFacts:
         """Transport can present it: enabled for SMTP, and the private key is not known to be missing."""
         return "SMTP" in (cert.get("services") or ()) and cert.get("has_private_key") is not False
 
-    @staticmethod
-    def named_by(tls_name: _model.TlsCertificateName, cert: Mapping) -> bool:
-        return (_name_key(tls_name.issuer), _name_key(tls_name.subject)) == (_name_key(cert.get("issuer")), _name_key(cert.get("subject")))
-
     def days_remaining(self, cert: Mapping) -> int | None:
         not_after = _model.parse_utc(cert.get("not_after"))
         if not_after is not None:
@@ -213,6 +209,17 @@ class ServerFacts:
         if not_before is not None:
             return not_before > self.now
         return "not_yet_valid" in self.codes(cert)
+
+    def renewal_of(self, cert: Mapping) -> Mapping | None:
+        """A renewal of cert on this server: same subject, valid longer, not expired, with its private key
+        (the one valid longest)."""
+        key, not_after = _name_key(cert.get("subject")), _model.parse_utc(cert.get("not_after"))
+        if not key or not_after is None:
+            return None
+        renewals = [other for other in self.certificates
+                    if other is not cert and _name_key(other.get("subject")) == key and other.get("has_private_key") is not False
+                    and not self.expired(other) and (_model.parse_utc(other.get("not_after")) or not_after) > not_after]
+        return max(renewals, key=lambda other: (other.get("not_after") or "", self.thumbprint(other)), default=None)
 
     def is_facing(self, cert: Mapping) -> bool:
         return self.exposure.faces_exchange_online(self.thumbprint(cert))
@@ -553,77 +560,116 @@ def _send_connector_settings(connector: Mapping, identity: str, base: Mapping) -
 
 def _check_certificates(server: ServerFacts) -> list[Finding]:
     findings = []
-    options = server.options
     for cert in server.certificates:
-        thumbprint, label = server.thumbprint(cert), _label(cert)
-        evidence = server.certificate_evidence(cert)
-        codes = set(server.codes(cert))
-        relevant = server.is_facing(cert) or server.in_use(cert)
-        days = server.days_remaining(cert)
-        expired = server.expired(cert)
-        if days is not None and not expired and days < options.expiry_warning_days:
-            if not relevant:
-                severity = INFO
-            else:
-                severity = CRITICAL if days < options.expiry_critical_days else WARNING
-            findings.append(_finding(
-                "HM301", severity, "Certificate %s (%s) expires in %d days" % (label, thumbprint, days), thumbprint,
-                dict(evidence, warning_days=options.expiry_warning_days, critical_days=options.expiry_critical_days),
-                "Renew it before %s: for a CA certificate request a renewal (New-ExchangeCertificate -GenerateRequest), import it "
-                "with Import-ExchangeCertificate, enable the same services, re-pin TlsCertificateName on the cloud connectors if "
-                "issuer or subject changed, then remove the old one. See %s" % (cert.get("not_after"), NEW_CERTIFICATE)))
-        if expired and not server.is_facing(cert) and not cert.get("is_internal_transport"):
-            findings.append(_finding(
-                "HM302", WARNING if server.in_use(cert) else INFO, "Certificate %s (%s) expired on %s" % (label, thumbprint, cert.get("not_after")),
-                thumbprint, evidence,
-                "Renew or replace it and move its services to the new certificate; remove it once nothing uses it "
-                "(Remove-ExchangeCertificate refuses a certificate a connector still names). See %s" % HC_CERTIFICATE))
-        key_type, key_size = cert.get("key_type"), cert.get("key_size")
-        # The verdict judged with certificate_info's min_key_size; options.min_key_size may be stricter.
-        weak_key = "weak_key" in codes or (isinstance(key_size, int) and _trust.weak_key(key_type, key_size, options.min_key_size))
-        if weak_key:
-            findings.append(_finding(
-                "HM303", server.tier(cert), "Certificate %s (%s) has a %s key of %s bits" % (label, thumbprint, key_type, key_size),
-                thumbprint, dict(evidence, key_type=key_type, key_size=key_size, min_key_size=options.min_key_size),
-                "Re-issue the certificate with an RSA key of at least %d bits (or EC P-256 or larger), then move its services to "
-                "the new certificate. See %s" % (options.min_key_size, HC_CERTIFICATE)))
-        signature = _lower(cert.get("signature_hash"))
-        if "weak_signature" in codes or signature in _trust.WEAK_SIGNATURE_HASHES:
-            findings.append(_finding(
-                "HM304", server.tier(cert), "Certificate %s (%s) is signed with %s" % (label, thumbprint, (signature or "a weak hash").upper()),
-                thumbprint, dict(evidence, signature_hash=cert.get("signature_hash")),
-                "Re-issue the certificate with a SHA-256 (or stronger) signature. See %s" % HC_CERTIFICATE))
-        if cert.get("has_private_key") is False and relevant:
-            pinned_for_exo = server.is_facing(cert) or thumbprint in server.exposure.referenced
-            findings.append(_finding(
-                "HM305", CRITICAL if pinned_for_exo else WARNING, "Certificate %s (%s) has no private key on this server" % (label, thumbprint),
-                thumbprint, evidence,
-                "The server cannot present a certificate without its private key. Import the certificate with its key (a PFX) "
-                "using Import-ExchangeCertificate, or complete the pending request on this server. See %s" % IMPORT_CERTIFICATE))
-        if "incomplete_chain" in codes:
-            reason = next((r.get("message") for r in evidence["reasons"] if r.get("code") == "incomplete_chain"), None)
-            findings.append(_finding(
-                "HM306", server.tier(cert), "Certificate %s (%s) chains to a trusted root only through intermediates the server lacks"
-                % (label, thumbprint), thumbprint, dict(evidence, chain=list(cert.get("chain") or ()), detail=reason),
-                "Exchange Online does not fetch missing intermediates: import the issuing CA's intermediate certificate(s) into "
-                "the server's Intermediate Certification Authorities store, then restart MSExchangeTransport. See %s"
-                % CERTIFICATE_REQUIREMENTS))
-        colour = status_colour(cert.get("status"))
-        if colour in ("red", "yellow"):
-            status = cert.get("status")
-            if _lower(status) == "pendingrequest":
-                severity = INFO
-            elif colour == "red":
-                severity = server.tier(cert)
-            else:
-                severity = WARNING if server.is_facing(cert) else INFO
-            findings.append(_finding(
-                "HM307", severity, "Exchange reports certificate %s (%s) as %s" % (label, thumbprint, status), thumbprint, evidence,
-                "Get-ExchangeCertificate reports %s (HealthChecker: %s). Exchange judges with the server's own trust store and "
-                "revocation checks; compare with this collection's verdict in the evidence. Revoked, Invalid or DateInvalid "
-                "certificates must be replaced; RevocationCheckFailure means the server cannot reach the CRL/OCSP endpoints. See %s"
-                % (status, colour, HC_CERTIFICATE)))
+        for phase in (_lifetime_findings, _key_findings, _private_key_findings, _chain_findings, _exchange_status_findings):
+            findings += phase(server, cert)
     return findings
+
+
+def _lifetime_findings(server: ServerFacts, cert: Mapping) -> list[Finding]:
+    """HM301 (expires soon) and HM302 (expired, not facing Exchange Online). A renewal already on the
+    server (same subject, valid longer, with its key) turns "renew it" into "move to the renewal and
+    retire this one", a warning: the work left is routine, and no certificate is missing."""
+    options, thumbprint, label = server.options, server.thumbprint(cert), _label(cert)
+    days, expired = server.days_remaining(cert), server.expired(cert)
+    in_use = server.is_facing(cert) or server.in_use(cert)
+    renewal = server.renewal_of(cert)
+    evidence = dict(server.certificate_evidence(cert), renewal=server.thumbprint(renewal) if renewal else None)
+    retire = ("Renewal %s is already on the server: enable it for the services this one has (%s), re-pin TlsCertificateName "
+              "on the cloud connectors if issuer or subject changed, then retire this one (hybridmail.exchange.exchange_certificate "
+              "state=retired; playbooks/renew.yml does all of it across servers). See %s"
+              % (server.thumbprint(renewal), ", ".join(cert.get("services") or ()) or "none", NEW_CERTIFICATE)) if renewal else None
+    if days is not None and not expired and days < options.expiry_warning_days:
+        if not in_use:
+            severity = INFO
+        elif renewal is not None:
+            severity = WARNING
+        else:
+            severity = CRITICAL if days < options.expiry_critical_days else WARNING
+        return [_finding(
+            "HM301", severity, "Certificate %s (%s) expires in %d days%s" % (label, thumbprint, days, "; a renewal is installed" if renewal else ""),
+            thumbprint, dict(evidence, warning_days=options.expiry_warning_days, critical_days=options.expiry_critical_days),
+            retire or "Renew it before %s: for a CA certificate request a renewal (New-ExchangeCertificate -GenerateRequest), import it "
+            "with Import-ExchangeCertificate, enable the same services, re-pin TlsCertificateName on the cloud connectors if "
+            "issuer or subject changed, then remove the old one. See %s" % (cert.get("not_after"), NEW_CERTIFICATE))]
+    if expired and not server.is_facing(cert) and not cert.get("is_internal_transport"):
+        # Still in use, an expired certificate is at least as bad as one about to expire.
+        severity = (WARNING if renewal is not None else CRITICAL) if server.in_use(cert) else INFO
+        return [_finding(
+            "HM302", severity, "Certificate %s (%s) expired on %s" % (label, thumbprint, cert.get("not_after")), thumbprint, evidence,
+            retire or "Renew or replace it and move its services to the new certificate; remove it once nothing uses it "
+            "(Remove-ExchangeCertificate refuses a certificate a connector still names). See %s" % HC_CERTIFICATE)]
+    return []
+
+
+def _key_findings(server: ServerFacts, cert: Mapping) -> list[Finding]:
+    """HM303 (weak key) and HM304 (weak signature)."""
+    options, thumbprint, label = server.options, server.thumbprint(cert), _label(cert)
+    codes = set(server.codes(cert))
+    findings = []
+    key_type, key_size = cert.get("key_type"), cert.get("key_size")
+    # The verdict judged with certificate_info's min_key_size; options.min_key_size may be stricter.
+    if "weak_key" in codes or (isinstance(key_size, int) and _trust.weak_key(key_type, key_size, options.min_key_size)):
+        findings.append(_finding(
+            "HM303", server.tier(cert), "Certificate %s (%s) has a %s key of %s bits" % (label, thumbprint, key_type, key_size),
+            thumbprint, dict(server.certificate_evidence(cert), key_type=key_type, key_size=key_size, min_key_size=options.min_key_size),
+            "Re-issue the certificate with an RSA key of at least %d bits (or EC P-256 or larger), then move its services to "
+            "the new certificate. See %s" % (options.min_key_size, HC_CERTIFICATE)))
+    signature = _lower(cert.get("signature_hash"))
+    if "weak_signature" in codes or signature in _trust.WEAK_SIGNATURE_HASHES:
+        findings.append(_finding(
+            "HM304", server.tier(cert), "Certificate %s (%s) is signed with %s" % (label, thumbprint, (signature or "a weak hash").upper()),
+            thumbprint, dict(server.certificate_evidence(cert), signature_hash=cert.get("signature_hash")),
+            "Re-issue the certificate with a SHA-256 (or stronger) signature. See %s" % HC_CERTIFICATE))
+    return findings
+
+
+def _private_key_findings(server: ServerFacts, cert: Mapping) -> list[Finding]:
+    """HM305: in use, but the server does not hold its private key."""
+    thumbprint = server.thumbprint(cert)
+    if cert.get("has_private_key") is not False or not (server.is_facing(cert) or server.in_use(cert)):
+        return []
+    pinned_for_exo = server.is_facing(cert) or thumbprint in server.exposure.referenced
+    return [_finding(
+        "HM305", CRITICAL if pinned_for_exo else WARNING, "Certificate %s (%s) has no private key on this server" % (_label(cert), thumbprint),
+        thumbprint, server.certificate_evidence(cert),
+        "The server cannot present a certificate without its private key. Import the certificate with its key (a PFX) "
+        "using Import-ExchangeCertificate, or complete the pending request on this server. See %s" % IMPORT_CERTIFICATE)]
+
+
+def _chain_findings(server: ServerFacts, cert: Mapping) -> list[Finding]:
+    """HM306: the server lacks an intermediate the chain needs."""
+    if "incomplete_chain" not in server.codes(cert):
+        return []
+    evidence = server.certificate_evidence(cert)
+    reason = next((r.get("message") for r in evidence["reasons"] if r.get("code") == "incomplete_chain"), None)
+    return [_finding(
+        "HM306", server.tier(cert), "Certificate %s (%s) chains to a trusted root only through intermediates the server lacks"
+        % (_label(cert), server.thumbprint(cert)), server.thumbprint(cert), dict(evidence, chain=list(cert.get("chain") or ()), detail=reason),
+        "Exchange Online does not fetch missing intermediates: import the issuing CA's intermediate certificate(s) into "
+        "the server's Intermediate Certification Authorities store, then restart MSExchangeTransport. See %s"
+        % CERTIFICATE_REQUIREMENTS)]
+
+
+def _exchange_status_findings(server: ServerFacts, cert: Mapping) -> list[Finding]:
+    """HM307: Get-ExchangeCertificate's own Status, coloured as HealthChecker colours it."""
+    colour = status_colour(cert.get("status"))
+    if colour not in ("red", "yellow"):
+        return []
+    status = cert.get("status")
+    if _lower(status) == "pendingrequest":
+        severity = INFO
+    elif colour == "red":
+        severity = server.tier(cert)
+    else:
+        severity = WARNING if server.is_facing(cert) else INFO
+    return [_finding(
+        "HM307", severity, "Exchange reports certificate %s (%s) as %s" % (_label(cert), server.thumbprint(cert), status),
+        server.thumbprint(cert), server.certificate_evidence(cert),
+        "Get-ExchangeCertificate reports %s (HealthChecker: %s). Exchange judges with the server's own trust store and "
+        "revocation checks; compare with this collection's verdict in the evidence. Revoked, Invalid or DateInvalid "
+        "certificates must be replaced; RevocationCheckFailure means the server cannot reach the CRL/OCSP endpoints. See %s"
+        % (status, colour, HC_CERTIFICATE))]
 
 
 def _check_internal_transport(server: ServerFacts) -> list[Finding]:

@@ -399,11 +399,6 @@ class Certificate:
     parse_error: str | None  # why this certificate's RawData cannot be relied on
 
     @property
-    def thumbprint_mismatch(self) -> bool:
-        """RawData is not the certificate the reported Thumbprint names."""
-        return self.x509 is not None and self.x509.thumbprint != self.thumbprint
-
-    @property
     def is_auth_certificate(self) -> bool:
         """The Exchange Server Auth (OAuth) certificate, which nothing here may ever touch."""
         subject = self.reported_subject or (self.x509.subject_windows if self.x509 else "")

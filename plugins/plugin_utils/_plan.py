@@ -369,6 +369,19 @@ def _nothing_trusted(snapshot, verdicts, connector: _exposure.Connector, needs_s
 # ---------------------------------------------------------------------------------------------
 
 
+def edge_sync_note(snapshot: _snapshot.ServerSnapshot, connector: _exposure.Connector, why: str) -> str | None:
+    """Why this server must not change the connector, or None when it may.
+
+    On an Edge Transport server the send connectors are the organisation's, replicated by EdgeSync:
+    subscribing an Edge deletes its own send connectors and locks their management there (Microsoft
+    Learn, "Edge Subscriptions"), so a change is made on a Mailbox server and EdgeSync copies it."""
+    if connector.kind != SEND or not snapshot.server.is_edge:
+        return None
+    return ("%s: %s: %s; EdgeSync replicates it to this Edge Transport server, so set its TlsCertificateName on a "
+            "Mailbox server (Set-SendConnector -Identity '%s' -TlsCertificateName '<I>issuer<S>subject'), and EdgeSync "
+            "copies it here (Start-EdgeSynchronization to hurry)" % (snapshot.host, connector.label, why, connector.identity))
+
+
 def _pin_step(snapshot, connector: _exposure.Connector, chosen: _model.Certificate, why: str) -> Step | None:
     """The step that makes the connector select chosen; None when it already does."""
     if selected_certificate(snapshot, connector.tls_certificate_name) is chosen:
@@ -460,46 +473,83 @@ def restore_step(previous: _model.Certificate, forced: str) -> Step:
                 "certificate; restore the previous one" % forced, services=previous.services | {SMTP}, force=True)
 
 
+@dataclasses.dataclass
+class _Planning:
+    """What the phases of plan_smtp_certificate share: the inputs, and the steps, blockers and notes so far."""
+
+    snapshot: _snapshot.ServerSnapshot
+    verdicts: Mapping
+    options: SmtpOptions
+    itc: str | None  # what the internal transport certificate must be after the steps
+    protected: set  # it and the current one (a restore must not be followed by a step that drops SMTP from it)
+    exempt: dict
+    smtp: frozenset  # the SMTP certificates, growing with those the plan enables
+    steps: list = dataclasses.field(default_factory=list)
+    blockers: list = dataclasses.field(default_factory=list)
+    notes: list = dataclasses.field(default_factory=list)
+    pinned: dict = dataclasses.field(default_factory=dict)  # connector identity -> the TlsCertificateName the plan sets
+
+    @property
+    def connectors(self) -> tuple[_exposure.Connector, ...]:
+        return cloud_connectors(self.snapshot)
+
+
 def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, options: SmtpOptions = SmtpOptions()) -> Plan:
     """The steps that leave only trusted certificates able to reach Exchange Online over SMTP."""
-    connectors = cloud_connectors(snapshot)
     # A certificate the user lists in exempt_thumbprints stays the internal transport certificate if it is.
-    healed = (internal_transport_to_restore(snapshot, verdicts, connectors)
+    healed = (internal_transport_to_restore(snapshot, verdicts, cloud_connectors(snapshot))
               if snapshot.internal_transport_thumbprint not in options.exempt_thumbprints else None)
-    # What the internal transport certificate must be after the steps; it and the current one are
-    # protected (a restore must not be followed by a step that drops SMTP from what it restored).
     itc = healed.thumbprint if healed is not None else snapshot.internal_transport_thumbprint
     protected = {snapshot.internal_transport_thumbprint, itc} - {None}
-    exempt = exemptions(snapshot, options, protected)
-    smtp = _smtp_thumbprints(snapshot)  # grows with the certificates the plan enables
-    steps, blockers, notes = [], [], []
+    planning = _Planning(snapshot, verdicts, options, itc, protected, exemptions(snapshot, options, protected), _smtp_thumbprints(snapshot))
+    enabled = _enable_for_every_name(planning)
+    _restore_internal_transport(planning, healed, enabled)
+    certificates = assess(snapshot, verdicts, options, protected)[0]
+    _pin_connectors(planning)
+    _drop_or_remove_untrusted(planning, {a.thumbprint: a for a in certificates})
+    if not options.pin_connectors:
+        # With pinning, the pin steps above already cover exempt certificates a connector could offer.
+        planning.notes.extend("%s (exempt: %s) can be offered to Exchange Online by %s" % (a.thumbprint, a.exempt, ", ".join(a.exposed_by))
+                              for a in certificates if a.exempt and a.exposed_by)
+    planning.blockers += invariant_violations(snapshot, planning.steps, itc, planning.exempt)
+    # A blocked plan changes nothing, the internal transport certificate included.
+    return _plan(planning.steps, planning.blockers, planning.notes,
+                 snapshot.internal_transport_thumbprint if planning.blockers else itc)
 
-    # 1. Every connector keeps (or gets) a trusted certificate enabled for SMTP for a name Exchange
-    #    Online checks: the interlock.
+
+def _enable_for_every_name(planning: _Planning) -> list:
+    """Phase 1, the interlock: every connector keeps (or gets) a trusted certificate enabled for SMTP for a
+    name Exchange Online checks. Returns the certificates it enables."""
+    snapshot, verdicts = planning.snapshot, planning.verdicts
     enabled = []
-    for connector in connectors:
-        if any(_usable(verdicts, c, connector.exchange_online_names, smtp) for c in snapshot.certificates):
+    for connector in planning.connectors:
+        if any(_usable(verdicts, c, connector.exchange_online_names, planning.smtp) for c in snapshot.certificates):
             continue
-        chosen = best_certificate(snapshot, verdicts, connector.exchange_online_names, None, excluded=exempt)[0]
+        chosen = best_certificate(snapshot, verdicts, connector.exchange_online_names, None, excluded=planning.exempt)[0]
         if chosen is None:
-            blockers.append(_nothing_trusted(snapshot, verdicts, connector, needs_smtp_hint=False))
+            planning.blockers.append(_nothing_trusted(snapshot, verdicts, connector, needs_smtp_hint=False))
             continue
         enabled.append(chosen)
-        smtp |= {chosen.thumbprint}
-        steps.append(Step(ENABLE_SMTP, chosen.thumbprint, "no trusted certificate enabled for SMTP covers %s"
-                          % " or ".join(connector.exchange_online_names), services=chosen.services | {SMTP}, force=True))
-    previous = _certificate(snapshot, itc)
-    if previous is not None and (healed is not None or (enabled and itc not in {c.thumbprint for c in enabled})):
-        # (Without `previous` the invariant refuses the plan.)
-        steps.append(restore_step(previous, enabled[-1].thumbprint if enabled else snapshot.internal_transport_thumbprint))
+        planning.smtp |= {chosen.thumbprint}
+        planning.steps.append(Step(ENABLE_SMTP, chosen.thumbprint, "no trusted certificate enabled for SMTP covers %s"
+                                   % " or ".join(connector.exchange_online_names), services=chosen.services | {SMTP}, force=True))
+    return enabled
 
-    # 2. Connectors: repair broken pins, and pin those that could offer an untrusted certificate.
-    certificates = assess(snapshot, verdicts, options, protected)[0]
-    states = {a.thumbprint: a for a in certificates}
+
+def _restore_internal_transport(planning: _Planning, healed: _model.Certificate | None, enabled: list) -> None:
+    """Phase 2: put the internal transport certificate back after -Force took it, or heal it (healed)."""
+    previous = _certificate(planning.snapshot, planning.itc)
+    if previous is not None and (healed is not None or (enabled and planning.itc not in {c.thumbprint for c in enabled})):
+        # (Without `previous` the invariant refuses the plan.)
+        planning.steps.append(restore_step(previous, enabled[-1].thumbprint if enabled else planning.snapshot.internal_transport_thumbprint))
+
+
+def _pin_connectors(planning: _Planning) -> None:
+    """Phase 3: repair broken pins, and pin the connectors that could offer an untrusted certificate."""
+    snapshot, verdicts = planning.snapshot, planning.verdicts
     untrusted_smtp = [c for c in snapshot.certificates if SMTP in c.services and not _trusted(verdicts, c)]
-    pinned = {}
-    for connector in connectors:
-        assessment = assess_connector(snapshot, verdicts, connector, smtp)
+    for connector in planning.connectors:
+        assessment = assess_connector(snapshot, verdicts, connector, planning.smtp)
         if assessment.state == PINNED:
             continue
         if assessment.state == BROKEN:
@@ -509,26 +559,34 @@ def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping,
             if not exposing:
                 continue
             why = "transport may offer %s (untrusted) for %s" % (", ".join(exposing), connector.selection_name)
-        if not options.pin_connectors:
-            notes.append("%s: %s; pin it (pin_connectors, or hybridmail.exchange.send_connector_tls)" % (connector.label, why))
+        elsewhere = edge_sync_note(snapshot, connector, why)
+        if elsewhere:
+            planning.notes.append(elsewhere)
             continue
-        chosen, note = best_certificate(snapshot, verdicts, connector.exchange_online_names, smtp)
+        if not planning.options.pin_connectors:
+            planning.notes.append("%s: %s; pin it (pin_connectors, or hybridmail.exchange.send_connector_tls)" % (connector.label, why))
+            continue
+        chosen, note = best_certificate(snapshot, verdicts, connector.exchange_online_names, planning.smtp)
         if chosen is None:
-            # Step 1 found a usable certificate, but pinning its name would select a later-expiring
+            # Phase 1 found a usable certificate, but pinning its name would select a later-expiring
             # one with the same issuer and subject that cannot serve.
-            blockers.append(_nothing_trusted(snapshot, verdicts, connector, needs_smtp_hint=False))
+            planning.blockers.append(_nothing_trusted(snapshot, verdicts, connector, needs_smtp_hint=False))
             continue
-        notes.extend([note] if note else [])
+        planning.notes.extend([note] if note else [])
         step = _pin_step(snapshot, connector, chosen, why)
         if step is not None:
-            steps.append(step)
-            pinned[connector.identity] = step.tls_certificate_name
+            planning.steps.append(step)
+            planning.pinned[connector.identity] = step.tls_certificate_name
 
-    # 3. Untrusted certificates: drop SMTP while they are exposed; remove them when asked and safe.
-    #    A pin can also take a certificate out of the hybrid-facing set (the old TlsCertificateName
-    #    named it); under scope all it is then judged like any other, so judge it as the next run will.
-    after_pins = ({a.thumbprint: a.state for a in assess(with_pins(snapshot, pinned), verdicts, options, protected)[0]}
-                  if pinned else {})
+
+def _drop_or_remove_untrusted(planning: _Planning, states: Mapping) -> None:
+    """Phase 4: drop SMTP from untrusted certificates while they are exposed; remove them when asked and safe.
+
+    A pin can also take a certificate out of the hybrid-facing set (the old TlsCertificateName named
+    it); under scope all it is then judged like any other, so judge it as the next run will."""
+    snapshot, options = planning.snapshot, planning.options
+    after_pins = ({a.thumbprint: a.state for a in assess(with_pins(snapshot, planning.pinned), planning.verdicts, options, planning.protected)[0]}
+                  if planning.pinned else {})
     for certificate in snapshot.certificates:
         assessment = states[certificate.thumbprint]
         if after_pins.get(certificate.thumbprint) == NONCOMPLIANT:
@@ -536,24 +594,16 @@ def plan_smtp_certificate(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping,
         if assessment.state not in (NONCOMPLIANT, MITIGATED) or SMTP not in certificate.services:
             continue
         if options.remove_untrusted:
-            obstacles = _removal_obstacles(snapshot, certificate, pinned)
+            obstacles = _removal_obstacles(snapshot, certificate, planning.pinned)
             if not obstacles:
-                steps.append(Step(REMOVE_CERTIFICATE, certificate.thumbprint, "untrusted and safe to remove"))
+                planning.steps.append(Step(REMOVE_CERTIFICATE, certificate.thumbprint, "untrusted and safe to remove"))
                 continue
-            notes.append("%s is not removed: %s" % (certificate.thumbprint, "; ".join(obstacles)))
+            planning.notes.append("%s is not removed: %s" % (certificate.thumbprint, "; ".join(obstacles)))
         if assessment.state == NONCOMPLIANT:
-            steps.append(Step(DROP_SMTP, certificate.thumbprint,
-                              "untrusted and enabled for SMTP%s" % (" (offered by %s)" % ", ".join(assessment.exposed_by)
-                                                                    if assessment.exposed_by else ""),
-                              services=certificate.services - {SMTP}))
-
-    if not options.pin_connectors:
-        # With pinning, the pin steps above already cover exempt certificates a connector could offer.
-        notes.extend("%s (exempt: %s) can be offered to Exchange Online by %s" % (a.thumbprint, a.exempt, ", ".join(a.exposed_by))
-                     for a in certificates if a.exempt and a.exposed_by)
-    blockers += invariant_violations(snapshot, steps, itc, exempt)
-    # A blocked plan changes nothing, the internal transport certificate included.
-    return _plan(steps, blockers, notes, snapshot.internal_transport_thumbprint if blockers else itc)
+            planning.steps.append(Step(
+                DROP_SMTP, certificate.thumbprint,
+                "untrusted and enabled for SMTP%s" % (" (offered by %s)" % ", ".join(assessment.exposed_by) if assessment.exposed_by else ""),
+                services=certificate.services - {SMTP}))
 
 
 def plan_send_connector_tls(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, receive_connectors: bool = False) -> Plan:
@@ -572,6 +622,11 @@ def plan_send_connector_tls(snapshot: _snapshot.ServerSnapshot, verdicts: Mappin
         notes.extend([note] if note else [])
         assessment = assess_connector(snapshot, verdicts, connector, smtp)
         why = assessment.problem or ("TlsCertificateName is empty" if assessment.state == UNPINNED else "a better certificate is available")
+        elsewhere = edge_sync_note(snapshot, connector, why)
+        if elsewhere:
+            if _pin_step(snapshot, connector, chosen, why) is not None:
+                notes.append(elsewhere)
+            continue
         step = _pin_step(snapshot, connector, chosen, why)
         if step is not None:
             steps.append(step)

@@ -240,6 +240,11 @@ def plan_present(snapshot: _snapshot.ServerSnapshot, pfx: _pfx.Pfx, options: Opt
             blockers.append("%s: pin_connectors needs SMTP in services (a pinned certificate not enabled for SMTP fails "
                             "with UnknownCredentials); nothing was changed." % host)
         for connector in _plan.cloud_connectors(snapshot):
+            elsewhere = _plan.edge_sync_note(snapshot, connector, "%s is the certificate being rolled out" % thumbprint)
+            if elsewhere:
+                if not _named(connector.tls_certificate_name, certificate):
+                    notes.append(elsewhere)
+                continue
             if not any(_model.name_matches(n, certificate) for n in connector.exchange_online_names):
                 blockers.append("%s: %s presents its certificate for %s, which %s does not cover; nothing was changed."
                                 % (host, connector.label, " or ".join(connector.exchange_online_names), thumbprint))

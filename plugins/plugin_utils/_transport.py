@@ -29,7 +29,7 @@ import time
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.utils.display import Display
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _runner
+from . import _runner
 
 display = Display()
 

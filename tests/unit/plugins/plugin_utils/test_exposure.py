@@ -3,6 +3,8 @@ on which certificate faces Exchange Online, and auto_fix is what planning then r
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given, strategies as st
 
 from test_plan import NOW, PROPERTY_SETTINGS, apply_plan, options, send_connector, servers, snapshot, thumbprint, tls_name, verdicts_of
@@ -68,6 +70,9 @@ def test_auto_fix_is_true_exactly_when_planning_then_re_planning_clears_the_find
     findings = _findings.server_findings(facts_of(server, plan), {"now": NOW})
     # Played by the test's own model of Exchange (test_plan.apply_plan), under both readings of
     # Enable-ExchangeCertificate; the state after is judged with its own plan, as the next run would.
+    # A change to a send connector that other servers share runs only when they all hold the
+    # certificate, which this server's facts cannot tell: such steps promise nothing.
+    plan = dataclasses.replace(plan, steps=tuple(step for step in plan.steps if not step.shared_with))
     survivors = set()
     for behavior in ("replace", "additive"):
         after = apply_plan(server, plan, behavior)
@@ -86,3 +91,13 @@ def test_only_the_renewal_a_pin_selects_faces_exchange_online():
     facing = {c["thumbprint"] for c in facts_of(server, _plan.plan_smtp_certificate(server, verdicts_of(server)))["certificates"]
               if c["faces_exchange_online"]}
     assert facing == {thumbprint("public_renewed")}
+
+
+def test_a_pin_of_a_shared_send_connector_is_not_promised_as_an_auto_fix():
+    # Issue 12 item 3: whether the other source servers hold the certificate decides whether enforce
+    # may pin an organisation-wide connector; one server's audit cannot see it.
+    server = snapshot(("public", "IIS, SMTP"), ("internal", "SMTP"), send=send_connector(sources=("EX01", "EX02")))
+    plan = _plan.plan_smtp_certificate(server, verdicts_of(server))
+    assert any(step.action == _plan.PIN_CONNECTOR and step.shared_with == ("EX02",) for step in plan.steps)
+    findings = _findings.server_findings(facts_of(server, plan), {"now": NOW})
+    assert not [f.id for f in findings if f.auto_fix and f.subject == "Outbound to Office 365"]

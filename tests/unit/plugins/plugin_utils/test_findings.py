@@ -583,10 +583,35 @@ def test_invalid_options_are_refused(options, message):
 
 
 def test_expired_certificate_not_facing_exchange_online():
+    # Issue 12 item 1: still in use (IIS), an expired certificate rates no lower than one about to expire.
     server = s_expired_unused()
-    assert only(findings_of(server), "HM302").severity == "warning"
+    assert only(findings_of(server), "HM302").severity == "critical"
     server.certificates[-1].services = "None"
     assert only(findings_of(server), "HM302").severity == "info"
+
+
+def _with_renewal(server, name, **dates):
+    renewal = add(server, world.public_cert(name, not_before=NOW - 5 * DAY, not_after=NOW + 360 * DAY, **dates),
+                  services="None", chain=world.public_chain())
+    return renewal.issued.thumbprint
+
+
+def test_an_expired_certificate_with_its_renewal_installed_says_move_and_retire():
+    server = s_expired_unused()
+    renewal = _with_renewal(server, "old.contoso.com")
+    finding = only(findings_of(server), "HM302")
+    assert finding.severity == "warning" and finding.evidence["renewal"] == renewal
+    assert "Renewal %s is already on the server" % renewal in finding.remediation and "state=retired" in finding.remediation
+
+
+def test_the_old_copy_of_a_renewed_certificate_is_not_told_to_renew():
+    # Issue 12 item 1: the renewal is on the server; the old copy (in use, 20 days left) needs retiring, not renewing.
+    server = s_expiring(20)
+    renewal = _with_renewal(server, "owa.contoso.com")
+    old = server.certificates[-2].issued.thumbprint
+    finding = next(f for f in findings_of(server) if f.id == "HM301" and f.subject == old)
+    assert finding.severity == "warning" and finding.evidence["renewal"] == renewal
+    assert "a renewal is installed" in finding.title and "Renew it before" not in finding.remediation
 
 
 def test_weak_key_follows_the_minimum_key_size():

@@ -408,7 +408,7 @@ def test_certificate_keeps_exchange_report(hybrid_leaf, exchange_certificate):
     assert certificate.has_private_key is True and certificate.is_self_signed is False
     assert certificate.certificate_domains == ("mail.contoso.com", "autodiscover.contoso.com")
     assert certificate.reported_subject == "CN=mail.contoso.com, O=Contoso, C=US"
-    assert certificate.parse_error is None and not certificate.thumbprint_mismatch
+    assert certificate.parse_error is None and certificate.x509.thumbprint == certificate.thumbprint
 
 
 def test_certificate_facts_come_from_the_der(hybrid_leaf, public_ca, exchange_certificate):
@@ -526,7 +526,7 @@ def test_same_name_from_another_key_is_not_self_signed(public_ca):
 
 def test_thumbprint_mismatch_is_a_parse_error_that_keeps_the_facts(hybrid_leaf, exchange_certificate):
     certificate = exchange_certificate(hybrid_leaf, Thumbprint="00" * 20)
-    assert certificate.thumbprint_mismatch
+    assert certificate.x509 is not None and certificate.x509.thumbprint != certificate.thumbprint
     assert certificate.x509 is not None and certificate.x509.thumbprint == hybrid_leaf.thumbprint
     assert hybrid_leaf.thumbprint in certificate.parse_error and "00" * 20 in certificate.parse_error
 
@@ -584,7 +584,7 @@ def test_no_raw_data_makes_the_parser_raise(hybrid_leaf, data):
     certificate = _model.Certificate.from_object({"Thumbprint": "AB", "RawData": base64.b64encode(raw).decode()})
     # Readable or not, these bytes are never the certificate with thumbprint AB.
     assert certificate.parse_error is not None
-    assert certificate.x509 is None or certificate.thumbprint_mismatch
+    assert certificate.x509 is None or certificate.x509.thumbprint != certificate.thumbprint
 
 
 def test_certificate_chain_object(public_ca, hybrid_leaf):

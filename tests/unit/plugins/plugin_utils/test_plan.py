@@ -95,10 +95,10 @@ def certificate(cert_id: str, services: str, has_private_key: bool = True) -> _m
 # ---------------------------------------------------------------------------------------------
 
 
-def send_connector(tls=None, fqdn=MAIL) -> _model.SendConnector:
+def send_connector(tls=None, fqdn=MAIL, sources=(SERVER,)) -> _model.SendConnector:
     return _model.SendConnector.from_object({
         "Identity": SEND_CONNECTOR, "Name": SEND_CONNECTOR, "Enabled": True, "Fqdn": fqdn,
-        "AddressSpaces": ["SMTP:contoso.mail.onmicrosoft.com;1"], "SourceTransportServers": [SERVER],
+        "AddressSpaces": ["SMTP:contoso.mail.onmicrosoft.com;1"], "SourceTransportServers": list(sources),
         "CloudServicesMailEnabled": True, "RequireTLS": True, "TlsCertificateName": tls,
     })
 
@@ -508,7 +508,8 @@ def servers(draw):
     # Also what optional reads and earlier runs can leave: Get-TransportService failed, an empty or a
     # missing internal transport certificate, one without SMTP (the self-signed one's services vary).
     itc = draw(st.sampled_from(["exchange", "exchange", None, TRANSPORT_READ_FAILED, "public_server"] + with_smtp + ids))
-    send = send_connector(draw(TLS_NAMES), draw(st.sampled_from([MAIL, None])))
+    # An organisation-wide send connector other servers send through too, or this server's alone.
+    send = send_connector(draw(TLS_NAMES), draw(st.sampled_from([MAIL, None])), draw(st.sampled_from([(SERVER,), (SERVER, "EX02")])))
     receive = draw(st.one_of(st.none(), TLS_NAMES.map(receive_connector)))
     hybrid = draw(st.one_of(st.none(), TLS_NAMES.map(hybrid_configuration)))
     exchange = draw(st.sampled_from([EXCHANGE[1], EXCHANGE[1], "IMAP, POP, SMTP", "IMAP, POP, IIS"]))
