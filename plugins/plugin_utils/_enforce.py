@@ -141,7 +141,7 @@ class Enforcer:
         failures += internal_transport_failures(self.host, plan, after)
         if not failures:
             if remaining.steps or remaining.blocked:
-                failures.append(_not_converged(self.host, plan, remaining))
+                failures.append(_not_converged(self.host, plan, remaining, after))
         return result, " ".join(failures) or None
 
 
@@ -297,13 +297,15 @@ def internal_transport_failures(host: str, plan: _plan.Plan, after: _snapshot.Se
     return []
 
 
-def _not_converged(host: str, plan: _plan.Plan, remaining: _plan.Plan) -> str:
+def _not_converged(host: str, plan: _plan.Plan, remaining: _plan.Plan, after: _snapshot.ServerSnapshot) -> str:
     message = "%s: the re-read state is not the desired one: %s." % (
         host, "; ".join(remaining.blockers) or "; ".join("%s (%s)" % (step.describe(), step.reason) for step in remaining.steps))
     tried = {step.target for step in plan.steps if step.action == _plan.DROP_SMTP}
     if any(step.action == _plan.DROP_SMTP and step.target in tried for step in remaining.steps):
-        message += (" Enable-ExchangeCertificate left SMTP enabled (Exchange documents services as additive): pin the "
-                    "connectors (pin_connectors) so that the certificate is mitigated, or remove it (remove_untrusted).")
+        pin = ("set the send connector's TlsCertificateName on a Mailbox server (EdgeSync copies it to this Edge Transport "
+               "server)" if after.server.is_edge else "pin the connectors (pin_connectors)")
+        message += (" Enable-ExchangeCertificate left SMTP enabled (Exchange documents services as additive): %s so that the "
+                    "certificate is mitigated, or remove it (remove_untrusted). Until then every run tries again." % pin)
     return message
 
 

@@ -463,6 +463,7 @@ def _pin_findings(server: ServerFacts, connector: _exposure.Connector, base: Map
     pin_advice = ("Pin the trusted certificate: %s." % _set_connector_command(kind, identity, server.thumbprint(alternatives[0]))
                   if alternatives else
                   "No trusted SMTP certificate for %s is on the server yet (see HM102); install one, then pin it." % " or ".join(names))
+    pin_advice += _where_to_pin(server, connector)
     if connector.pin == _exposure.EMPTY:
         return [_finding(
             "HM201", WARNING, "Cloud %s connector %s has no TlsCertificateName" % (kind, identity), identity,
@@ -505,6 +506,21 @@ def _pin_findings(server: ServerFacts, connector: _exposure.Connector, base: Map
             "(Enable-ExchangeCertificate -Thumbprint %s -Services SMTP; it prompts to replace the default SMTP "
             "certificate: answer no) or pin a certificate that is. See %s" % (_thumbprint_arg(target_tp), KB_4051498)))
     return findings
+
+
+def _where_to_pin(server: ServerFacts, connector: _exposure.Connector) -> str:
+    """What the pin advice must add for a connector this server does not own alone."""
+    if connector.kind == _exposure.SEND and (server.facts.get("server") or {}).get("is_edge"):
+        # A subscribed Edge's send connectors are the organisation's, replicated by EdgeSync and locked
+        # there (Microsoft Learn, "Edge Subscriptions"): the change is made on a Mailbox server.
+        return (" EdgeSync replicates this connector to the Edge Transport server: run the command on a Mailbox server, "
+                "then Start-EdgeSynchronization.")
+    if connector.kind == _exposure.SEND and connector.shared_with:
+        return (" The connector is the organisation's: %s send through it too, and a new TlsCertificateName applies to them "
+                "at once. Change it only once each of them holds that certificate with its private key, enabled for SMTP "
+                "(playbooks/renew.yml does it in that order); if they hold the certificate it names now, install that one on "
+                "this server instead (Import-ExchangeCertificate)." % ", ".join(connector.shared_with))
+    return ""
 
 
 def _hybrid_name_findings(server: ServerFacts, connector: _exposure.Connector, base: Mapping) -> list[Finding]:
@@ -846,6 +862,16 @@ def hybrid_certificates(facts: Mapping) -> dict[tuple[str, str], dict]:
     for cert in trusted or presented.values():
         key = (_name_key(cert.get("issuer")), _name_key(cert.get("subject")))
         result.setdefault(key, {"issuer": cert.get("issuer"), "subject": cert.get("subject")})
+    for connector in server.exposure.active:
+        # A connector naming a certificate this server lacks presents nothing (HM203), yet the server is
+        # part of the comparison: it holds something else, or nothing, where the others hold the named one.
+        named = _model.parse_tls_certificate_name(connector.tls_certificate_name) if connector.pin == _exposure.NOT_FOUND else None
+        if named is not None:
+            result.setdefault((_name_key(named.issuer), _name_key(named.subject), "not installed"),
+                              {"issuer": named.issuer, "subject": named.subject, "installed": False})
+            for cert in server.usable_trusted(connector.exchange_online_names):
+                result.setdefault((_name_key(cert.get("issuer")), _name_key(cert.get("subject"))),
+                                  {"issuer": cert.get("issuer"), "subject": cert.get("subject")})
     return result
 
 

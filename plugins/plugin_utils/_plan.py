@@ -34,6 +34,11 @@ touch neither the Auth certificate nor a listed one; a plan that would not, or t
 internal transport certificate is unknown, is refused whole (`invariant_violations`). Breaking
 internal mail flow between Exchange servers is worse than any finding the plan would fix.
 
+Dropping SMTP is also the one step that reaches beyond Exchange Online: a receive connector that
+serves clients or other servers (Client Frontend) may need the certificate for STARTTLS. When the
+plan's pins already take a certificate out of Exchange Online's reach and such a connector needs it,
+it keeps SMTP (other_receive_connectors_using).
+
 A converged server plans no step, so that a second run changes nothing. A certificate that is
 `mitigated` counts as converged: dropping SMTP is tried while the certificate is exposed, not again
 afterwards (under the additive reading the attempt would only re-assert its other services).
@@ -392,6 +397,31 @@ def _pin_step(snapshot, connector: _exposure.Connector, chosen: _model.Certifica
         certificate=chosen.thumbprint, shared_with=connector.shared_with)
 
 
+def other_receive_connectors_using(snapshot: _snapshot.ServerSnapshot, certificate: _model.Certificate) -> list:
+    """Identities of the enabled receive connectors that do not face Exchange Online (Client Frontend,
+    the internal ones) whose STARTTLS needs this certificate: their TlsCertificateName selects it, or,
+    when it is empty, it is the only SMTP certificate with its key whose domains match the connector's
+    FQDN (the same selection rule as for the cloud connectors, _exposure). Without SMTP on it, such a
+    connector has no certificate to offer."""
+    if SMTP not in certificate.services or certificate.has_private_key is False:
+        return []
+    users = []
+    for connector in snapshot.receive_connectors:
+        if connector.enabled is False or connector.accepts_cloud_services_mail:
+            continue
+        if connector.tls_certificate_name:
+            selected = selected_certificate(snapshot, connector.tls_certificate_name)
+            needs = selected is not None and selected.thumbprint == certificate.thumbprint
+        else:
+            name = connector.fqdn or snapshot.fqdn
+            candidates = [c.thumbprint for c in snapshot.certificates
+                          if SMTP in c.services and c.has_private_key is not False and _model.exchange_domain_matches(name, c)]
+            needs = candidates == [certificate.thumbprint]
+        if needs:
+            users.append(connector.identity or connector.name or "?")
+    return users
+
+
 def _removal_obstacles(snapshot: _snapshot.ServerSnapshot, certificate: _model.Certificate, pinned: Mapping) -> list:
     """Why removing this certificate is not safe (empty: it is). pinned: identity -> TlsCertificateName
     that the plan sets."""
@@ -407,6 +437,9 @@ def _removal_obstacles(snapshot: _snapshot.ServerSnapshot, certificate: _model.C
         name = pinned.get(connector.identity, connector.tls_certificate_name)
         if certificate in snapshot.certificates_named_by(name):
             obstacles.append("connector '%s' names it in TlsCertificateName" % connector.identity)
+    users = other_receive_connectors_using(snapshot, certificate)
+    if users:
+        obstacles.append("%s need%s it for STARTTLS" % (", ".join("receive connector '%s'" % c for c in users), "" if len(users) > 1 else "s"))
     if snapshot.hybrid is not None and certificate in snapshot.certificates_named_by(snapshot.hybrid.tls_certificate_name):
         obstacles.append("Get-HybridConfiguration's TlsCertificateName names it (run the Hybrid Configuration Wizard "
                          "with the trusted certificate first)")
@@ -599,6 +632,14 @@ def _drop_or_remove_untrusted(planning: _Planning, states: Mapping) -> None:
                 planning.steps.append(Step(REMOVE_CERTIFICATE, certificate.thumbprint, "untrusted and safe to remove"))
                 continue
             planning.notes.append("%s is not removed: %s" % (certificate.thumbprint, "; ".join(obstacles)))
+        users = other_receive_connectors_using(snapshot, certificate)
+        if assessment.state == NONCOMPLIANT and users and certificate.thumbprint in after_pins and after_pins[certificate.thumbprint] != NONCOMPLIANT:
+            # The pins alone take it out of Exchange Online's reach; dropping SMTP would also take it from
+            # connectors that serve clients or other servers, and break their TLS (issue 12 item 5).
+            planning.notes.append("%s keeps SMTP: once the connectors are pinned no cloud connector can offer it, and %s "
+                                  "need%s it for STARTTLS" % (certificate.thumbprint, ", ".join("receive connector '%s'" % c for c in users),
+                                                               "" if len(users) > 1 else "s"))
+            continue
         if assessment.state == NONCOMPLIANT:
             planning.steps.append(Step(
                 DROP_SMTP, certificate.thumbprint,

@@ -352,6 +352,15 @@ _TLS_AUTH_LEVELS = ("EncryptionOnly", "CertificateValidation", "DomainValidation
 )
 def set_send_connector(ctx, args):
     connector = _resolve_send_connector(ctx, "Set-SendConnector", args["Identity"])
+    if ctx.server.is_edge:
+        # A subscribed Edge Transport server holds the organisation's send connectors as EdgeSync replicates
+        # them; subscribing deletes its own and locks their management there (Microsoft Learn, "Edge
+        # Subscriptions"): a change is made on a Mailbox server. The message text is modelled, not Microsoft's.
+        raise errors.exchange_error(
+            "Set-SendConnector", "EdgeSyncManaged",
+            "The send connector '%s' is replicated to this Edge Transport server by EdgeSync and can't be changed here. "
+            "Change it on a Mailbox server of the organization." % connector.name,
+            type_name="Microsoft.Exchange.Configuration.Tasks.TaskException", category="InvalidOperation")
     updates = {}
     for parameter, attribute in _SEND_CONNECTOR_SETTINGS.items():
         if parameter not in args:

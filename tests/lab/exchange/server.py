@@ -357,6 +357,16 @@ class ExchangeServer:
                            "certificate": chosen.thumbprint if chosen else None})
         return result
 
+    def starttls(self) -> list:
+        """The certificate each enabled receive connector offers for STARTTLS, as outbound selection picks it
+        (mailflow.select_certificate: TlsCertificateName, else the SMTP certificates matching its Fqdn).
+        Inbound selection follows the same two rules (Microsoft Learn, "TLS functionality and related
+        terminology in Exchange Server": a receive connector's certificate is chosen by its FQDN unless
+        TlsCertificateName names one); a failure means the connector has no certificate to offer."""
+        now = self.now()
+        return [dict(mailflow.select_certificate(self, connector, now).to_json(), connector=connector.identity)
+                for connector in self.receive_connectors if connector.enabled]
+
     def status(self) -> dict:
         with self.lock:
             mail_flow = mailflow.attempt_delivery(self)
@@ -400,6 +410,7 @@ class ExchangeServer:
                     "send_connectors": [c.to_object() for c in self.org.send_connectors],
                     "receive_connectors": [c.to_object() for c in self.receive_connectors],
                     "receive_tls": self.receive_tls(),
+                    "starttls": self.starttls(),
                     "hybrid_configuration": self.org.hybrid.to_object() if self.org.hybrid else None,
                     "tls": {"tls12_client": self.tls.tls12_client, "tls12_server": self.tls.tls12_server,
                             "strong_crypto_net4": self.tls.strong_crypto_net4},

@@ -838,6 +838,44 @@ def test_servers_without_cloud_connectors_are_not_compared():
     assert fleet_findings_of({"EX01": facts, "EX09": mailbox_only.facts()}) == []
 
 
+def _holding_another_certificate(name, servers):
+    """A server of a shared send connector that names the majority's certificate, which this one does not
+    hold: it holds another trusted certificate for the name (issue 12 item 3)."""
+    other = world.public_cert(HYBRID_NAME, subject="CN=mail.contoso.com, O=Contoso Branch, C=US")
+    server = world.healthy(name, hybrid_cert=other, servers=servers)
+    majority = world.healthy(servers[0], servers=servers)
+    server.send_connectors[0]["TlsCertificateName"] = majority.send_connectors[0]["TlsCertificateName"]
+    server.receive_connectors[0]["TlsDomainCapabilities"] = []  # sends only: the send connector is all it presents
+    return server, other
+
+
+def test_a_server_of_a_shared_connector_without_the_named_certificate_is_a_fleet_inconsistency():
+    servers = ["EX01", "EX02", "EX03"]
+    ex03, other = _holding_another_certificate("EX03", servers)
+    fleet = {name: world.healthy(name, servers=servers).facts() for name in servers[:2]}
+    fleet["EX03"] = ex03.facts()
+    finding = only(fleet_findings_of(fleet), "HM501")
+    assert finding.evidence["deviating_hosts"] == ["EX03"]
+    deviating = finding.evidence["groups"][1]["certificates"]
+    assert {"issuer": other.issuer, "subject": other.subject} in deviating
+    assert any(c.get("installed") is False for c in deviating)
+
+
+def test_hm203_on_a_shared_connector_does_not_advise_re_pointing_it_for_everyone():
+    ex02, _other = _holding_another_certificate("EX02", ["EX01", "EX02"])
+    finding = next(f for f in findings_of(ex02) if f.id == "HM203")
+    assert "EX01 send through it too" in finding.remediation and "Import-ExchangeCertificate" in finding.remediation
+    assert not finding.auto_fix  # re-pointing it depends on EX01 holding EX02's certificate
+
+
+def test_an_edge_send_connector_is_pinned_on_a_mailbox_server():
+    server = world.kb2888788("EDGE01")
+    facts = server.facts()
+    facts["server"]["is_edge"] = True
+    finding = next(f for f in _findings.server_findings(facts) if f.id == "HM201")
+    assert "run the command on a Mailbox server" in finding.remediation
+
+
 def _light_facts(index: int, subject: str) -> dict:
     cert = {"thumbprint": "%040X" % index, "subject": subject, "issuer": "CN=Lab Public TLS CA 2026", "services": ["SMTP"],
             "domains": [HYBRID_NAME], "hybrid_names": [HYBRID_NAME], "has_private_key": True, "verdict": {"trusted": True, "reasons": []}}
