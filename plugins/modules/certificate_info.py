@@ -195,13 +195,13 @@ exposure:
         identity: {description: Identity., type: str}
         enabled: {description: Enabled (a disabled connector presents nothing)., type: bool}
         selection_name: {description: The FQDN transport selects certificates by when C(TlsCertificateName) is empty., type: str}
-        exchange_online_names: {description: The names Exchange Online checks the certificate against, preferred first., type: list, elements: str}
+        exchange_online_names: {description: "The names Exchange Online checks the certificate against, preferred first.", type: list, elements: str}
         tls_certificate_name: {description: C(TlsCertificateName) as configured., type: str}
         pin: {description: "C(empty), C(malformed), C(not_found) or C(resolved).", type: str}
         pin_problem: {description: Why a C(TlsCertificateName) is malformed., type: str}
-        named: {description: Thumbprints C(TlsCertificateName) names, the one Exchange selects first., type: list, elements: str}
+        named: {description: "Thumbprints C(TlsCertificateName) names, the one Exchange selects first.", type: list, elements: str}
         presents: {description: Thumbprints the connector may present to Exchange Online., type: list, elements: str}
-        shared_with: {description: Send connectors, the other source servers a change to it affects too., type: list, elements: str}
+        shared_with: {description: "Send connectors: the other source servers a change to it affects too.", type: list, elements: str}
     referenced:
       description: Thumbprints some C(TlsCertificateName) names (any connector, the hybrid configuration).
       type: list

@@ -13,6 +13,7 @@ from typing import Iterable, Mapping
 
 from . import _model, _snapshot, _trust
 
+
 def judged_names(snapshot: _snapshot.ServerSnapshot, certificate: _model.Certificate) -> tuple[str, ...]:
     """The names a certificate is judged for: those Exchange Online checks on this server (_exposure),
     whether or not a connector is pinned yet. On a server that does not face Exchange Online, the

@@ -636,9 +636,9 @@ def _drop_or_remove_untrusted(planning: _Planning, states: Mapping) -> None:
         if assessment.state == NONCOMPLIANT and users and certificate.thumbprint in after_pins and after_pins[certificate.thumbprint] != NONCOMPLIANT:
             # The pins alone take it out of Exchange Online's reach; dropping SMTP would also take it from
             # connectors that serve clients or other servers, and break their TLS (issue 12 item 5).
-            planning.notes.append("%s keeps SMTP: once the connectors are pinned no cloud connector can offer it, and %s "
-                                  "need%s it for STARTTLS" % (certificate.thumbprint, ", ".join("receive connector '%s'" % c for c in users),
-                                                               "" if len(users) > 1 else "s"))
+            named = ", ".join("receive connector '%s'" % c for c in users)
+            planning.notes.append("%s keeps SMTP: once the connectors are pinned no cloud connector can offer it, and %s need%s "
+                                  "it for STARTTLS" % (certificate.thumbprint, named, "" if len(users) > 1 else "s"))
             continue
         if assessment.state == NONCOMPLIANT:
             planning.steps.append(Step(

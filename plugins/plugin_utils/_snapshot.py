@@ -204,4 +204,3 @@ class ServerSnapshot:
 
     def exchange_online_queues(self) -> tuple[_model.QueueInfo, ...]:
         return tuple(q for q in self.queues if q.is_to_exchange_online(self.send_connectors))
-

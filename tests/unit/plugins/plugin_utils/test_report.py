@@ -231,7 +231,7 @@ def test_junit_info_findings_pass_with_details_and_exempt_ones_are_skipped():
     server.events = [world.event_2004(world.UNTRUSTED_ROOT_TEXT)]  # info: no cause remains
     facts = server.facts()
     findings = _compliance.apply_exemptions(_findings.server_findings(world.kb2888788().facts()),
-                                          [{"id": "HM402", "reason": "queue drains after the change window"}])
+                                            [{"id": "HM402", "reason": "queue drains after the change window"}])
     report = _report.build_report({"hosts": {
         "info": {"facts": facts, "findings": _findings.server_findings(facts)},
         "exempt": {"facts": world.kb2888788().facts(), "findings": findings},
