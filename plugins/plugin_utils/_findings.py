@@ -94,10 +94,6 @@ _TLS_ERROR_TOKENS = ("454 4.7.0", "4.7.5", "untrustedroot", "unknowncredentials"
 _LABEL_LIMIT = 80
 
 
-def _iso(value: datetime.datetime | None) -> str | None:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
-
-
 def _lower(value) -> str:
     return str(value or "").strip().rstrip(".").lower()
 

@@ -553,7 +553,7 @@ def diagnostics(host: str, request_document: dict, response: dict | None, error:
         "schema": "hybridmail.exchange/preflight-diagnostics",
         "version": 1,
         "host": host,
-        "written_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "written_at": _model.iso_utc(datetime.datetime.now(datetime.timezone.utc)),
         "context": context,
         "request": reduce_bodies(copy.deepcopy(request_document)),
         "response": reduce_bodies(copy.deepcopy(response)) if response is not None else None,

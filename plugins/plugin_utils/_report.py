@@ -36,6 +36,7 @@ import xml.etree.ElementTree as ET
 from typing import Callable, Iterable, Mapping
 
 from . import _catalogue, _compliance, _findings, _text
+from ._model import iso_utc
 
 SCHEMA = "hybridmail.exchange/report"
 VERSION = 1
@@ -90,7 +91,7 @@ def _clean(value):
     if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, datetime.datetime):
-        return _iso(value)
+        return iso_utc(value)
     return _clean_text(str(value))
 
 
@@ -115,10 +116,6 @@ def md(value) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
-def _iso(value: datetime.datetime) -> str:
-    return value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # ---------------------------------------------------------------------------------------------
 # report.json
 # ---------------------------------------------------------------------------------------------
@@ -126,11 +123,11 @@ def _iso(value: datetime.datetime) -> str:
 
 def _generated_at(value) -> str:
     if value is None:
-        return _iso(datetime.datetime.now(datetime.timezone.utc))
+        return iso_utc(datetime.datetime.now(datetime.timezone.utc))
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
             raise ReportError("generated_at must be timezone-aware")
-        return _iso(value)
+        return iso_utc(value)
     return str(value)
 
 

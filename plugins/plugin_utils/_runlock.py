@@ -39,6 +39,8 @@ import os
 import socket
 import uuid
 
+from ._model import iso_utc
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - the controller is POSIX (Ansible does not run on Windows)
@@ -90,7 +92,7 @@ def alive(pid: int, start: str | None) -> bool:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_utc(datetime.datetime.now(datetime.timezone.utc))
 
 
 def _read(path: str) -> dict | None:

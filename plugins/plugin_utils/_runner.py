@@ -13,7 +13,6 @@ import base64
 import binascii
 import json
 import os
-import re
 
 WIRE_VERSION = 1
 RESULT_PREFIX = "HYBRIDMAIL-RESULT:"
@@ -70,8 +69,6 @@ BOOTSTRAP = (
     "& ([ScriptBlock]::Create($hybridmailScript))\n"
 )
 
-_HEADER_RE = re.compile(r"\A\$" + REQUEST_VARIABLE + r" = '([A-Za-z0-9+/=]*)'\r?\n")
-
 
 def is_mutation(cmdlet: str) -> bool:
     """Whether a cmdlet changes state: everything that is not a Get-* read."""
@@ -115,14 +112,6 @@ def compose_script_bytes(request: dict) -> bytes:
     return ("$%s = '%s'\n" % (REQUEST_VARIABLE, encode_json(request))).encode("ascii") + _RUNNER_BYTES
 
 
-def split_script(script: str):
-    """Inverse of compose_script: (request_base64, runner_text), or None when the header is absent."""
-    match = _HEADER_RE.match(script)
-    if match is None:
-        return None
-    return match.group(1), script[match.end():]
-
-
 def encode_command(script: str) -> str:
     """A PowerShell command line running script, as ansible.builtin.powershell encodes one."""
     encoded = base64.b64encode(script.encode("utf-16-le")).decode("ascii")
@@ -154,30 +143,6 @@ def find_refusal(stdout: str):
             reason, _separator, detail = line[len(REFUSED_PREFIX):].partition(":")
             return reason, detail
     return None
-
-
-def refusal_line(reason: str, detail: str) -> str:
-    return "%s%s:%s" % (REFUSED_PREFIX, reason, detail)
-
-
-def result_line(response: dict) -> str:
-    return RESULT_PREFIX + encode_json(response)
-
-
-def canonical(value) -> str:
-    """The canonical string of a converted value, as the runner computes it for guards."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "\n".join(canonical(item) for item in value)
-    return str(value)
-
-
-def canonical_rows(objects, properties) -> list:
-    """Sorted canonical rows of objects over properties: what a guard compares."""
-    return sorted("\x1f".join(canonical(obj.get(name)) for name in properties) for obj in objects)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ one exception class below, and every message names the inventory host:
         RequestRefused
         SessionLoadFailed       the Exchange cmdlets could not be loaded
         LanguageModeRefused     PowerShell is not in FullLanguage mode; error_type "LanguageMode"
-      CallFailed                one call failed or was skipped; .call_id, .cmdlet, .error
-        GuardFailed             a guard (expect) did not match
+
+A call that fails is not an exception: its entry in response["calls"] says ok false with the
+runner's error record (or skipped, or guard_failed), and the caller reads it there.
 
 Only AnsibleConnectionFailure (and Display for -vvv logging) come from Ansible, so this module unit
 tests with a fake connection object.
@@ -126,34 +127,6 @@ class LanguageModeRefused(RequestFailed):
         text = ("PowerShell runs in %s mode (AppLocker/WDAC); the runner needs FullLanguage. Nothing was run."
                 % (mode or "an unknown language"))
         super().__init__(host, "LanguageMode", text, message=text)
-
-
-class CallFailed(RunnerError):
-    """One call of the request failed (error is the runner's {type, category, message, fqid}) or was skipped."""
-
-    def __init__(self, host: str, call_id: str, cmdlet: str | None, error: dict | None, skipped: bool = False,
-                 message: str | None = None):
-        self.call_id = call_id
-        self.cmdlet = cmdlet
-        self.error = error or {}
-        self.skipped = skipped
-        if message is None:
-            if skipped:
-                message = "skipped: an earlier mutation or guard failed"
-            else:
-                message = "failed: %s: %s" % (self.error.get("type") or "error", self.error.get("message") or "")
-                if self.error.get("fqid"):
-                    message += " [%s]" % self.error["fqid"]
-        what = "%s (%s)" % (cmdlet, call_id) if cmdlet else "call %s" % call_id
-        super().__init__(host, "%s %s" % (what, message))
-
-
-class GuardFailed(CallFailed):
-    """A guard call returned objects that do not match its expect rows."""
-
-    def __init__(self, host: str, call_id: str, cmdlet: str | None):
-        super().__init__(host, call_id, cmdlet, None,
-                         message="guard failed: the server state no longer matches what was planned")
 
 
 _REQUEST_ERRORS = {
@@ -270,25 +243,3 @@ def _check_calls(host: str, request: dict, response: dict, rc, stderr: str) -> N
         entry.setdefault("cmdlet", call.get("cmdlet"))
         if entry.get("ok") is True and not isinstance(entry.get("objects"), list):
             raise RunnerOutputError(host, "call %s succeeded without a list of objects" % entry.get("id"), rc, "", stderr)
-
-
-def call_result(response: dict, call_id: str, host: str | None = None) -> dict:
-    """The response entry of one call (ok or not), as run_request returned it."""
-    host = host or str(response.get("host"))
-    for entry in response.get("calls") or []:
-        if entry.get("id") == call_id:
-            return entry
-    raise RunnerOutputError(host, "the result has no call %r" % call_id)
-
-
-def call_objects(response: dict, call_id: str, host: str | None = None, allow_guard_failed: bool = False) -> list:
-    """The objects of a successful call; CallFailed when it failed or was skipped, GuardFailed on a
-    guard mismatch (unless allow_guard_failed). host defaults to the host the runner reported."""
-    host = host or str(response.get("host"))
-    entry = call_result(response, call_id, host)
-    cmdlet = entry.get("cmdlet")
-    if entry.get("ok") is not True:
-        raise CallFailed(host, call_id, cmdlet, entry.get("error"), skipped=bool(entry.get("skipped")))
-    if entry.get("guard_failed") and not allow_guard_failed:
-        raise GuardFailed(host, call_id, cmdlet)
-    return entry.get("objects") or []

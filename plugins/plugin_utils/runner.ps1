@@ -178,7 +178,7 @@ function ConvertTo-HybridmailValue {
 }
 
 function Format-HybridmailRow {
-    # The canonical row of an object over Names (_runner.canonical_rows): per converted value, null -> '',
+    # The canonical row of an object over Names (tests/lab/wire.py canonical_rows): per converted value, null -> '',
     # bool -> 'true'/'false', number -> invariant digits, array -> items joined by LF; cells joined by U+001F.
     param($InputObject, [string[]]$Names)
     $cells = foreach ($name in $Names) {
@@ -232,64 +232,67 @@ function Invoke-HybridmailCall {
     }
 }
 
-$HybridmailClock = [System.Diagnostics.Stopwatch]::StartNew()
-$HybridmailRunner = [ordered]@{ powershell = $PSVersionTable.PSVersion.ToString(); load = 'none'; load_ms = 0; elapsed_ms = 0 }
-$HybridmailFailure = $null; $HybridmailLoad = 'none'
-$HybridmailCalls = New-Object -TypeName 'System.Collections.Generic.List[object]' -ErrorAction Stop
-$HybridmailResults = New-Object -TypeName 'System.Collections.Generic.List[object]' -ErrorAction Stop
-try {
-    # 1. Decode; refuse the whole request, before anything runs, when one of its calls is not allowed.
-    try {
-        $HybridmailPlan = ConvertFrom-Json -InputObject ([System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String($HybridmailRequest))) -ErrorAction Stop
-        if ($HybridmailPlan.version -isnot [int] -or $HybridmailPlan.version -ne $HybridmailWireVersion) { throw ('unsupported request version, this runner speaks ' + $HybridmailWireVersion) }
-        $HybridmailLoad = $HybridmailPlan.session.load
-        if ($SessionLoads -cnotcontains $HybridmailLoad) { throw ('unknown session.load ' + $HybridmailLoad) }
-        foreach ($HybridmailCall in @($HybridmailPlan.calls)) {
-            $HybridmailName = [string]$HybridmailCall.cmdlet
-            $HybridmailMutation = -not $HybridmailName.StartsWith('Get-', [System.StringComparison]::Ordinal)
-            if ($AllowedCmdlets -cnotcontains $HybridmailName -or ($HybridmailPlan.read_only -ne $false -and $HybridmailMutation)) {
-                $HybridmailFailure = [ordered]@{ type = 'RequestRefused'; message = ('call ' + $HybridmailCall.id + ': ' + $HybridmailName + ' is not allowed in this request') }
-                break
-            }
-            $HybridmailArguments = @{}
-            $HybridmailParameters = Read-HybridmailProperty -InputObject $HybridmailCall -Name 'parameters' -Default ([pscustomobject]@{})
-            foreach ($HybridmailParameter in $HybridmailParameters.PSObject.Properties) {  # no -OutVariable ...: sets no variables
-                if ($HybridmailParameter.Name -like '*Variable' -or $HybridmailParameter.Name -eq 'OutBuffer') { throw ('parameter ' + $HybridmailParameter.Name + ' is not allowed') }
-                $HybridmailArguments[$HybridmailParameter.Name] = ConvertTo-HybridmailArgument -Value $HybridmailParameter.Value
-            }
-            $HybridmailArguments['ErrorAction'] = 'Stop'  # whatever the request said [H6] [H13]
-            $HybridmailCalls.Add([pscustomobject]@{ Id = [string]$HybridmailCall.id; Cmdlet = $HybridmailName; Mutation = $HybridmailMutation; Arguments = $HybridmailArguments
-                    Properties = [string[]](Read-HybridmailProperty -InputObject $HybridmailCall -Name 'properties' -Default @()); Expect = (Read-HybridmailProperty -InputObject $HybridmailCall -Name 'expect') })
+function ConvertFrom-HybridmailRequest {
+    # 1. Decode and prepare every call: {Load, Calls} or {Refused} when one call is not allowed, so that the
+    #    whole request is refused before anything runs. A malformed request throws (BadRequest).
+    param([string]$Encoded)
+    $plan = ConvertFrom-Json -InputObject ([System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String($Encoded))) -ErrorAction Stop
+    if ($plan.version -isnot [int] -or $plan.version -ne $HybridmailWireVersion) { throw ('unsupported request version, this runner speaks ' + $HybridmailWireVersion) }
+    if ($SessionLoads -cnotcontains $plan.session.load) { throw ('unknown session.load ' + $plan.session.load) }
+    $calls = New-Object -TypeName 'System.Collections.Generic.List[object]' -ErrorAction Stop
+    foreach ($call in @($plan.calls)) {
+        $name = [string]$call.cmdlet
+        $mutation = -not $name.StartsWith('Get-', [System.StringComparison]::Ordinal)
+        $refused = $AllowedCmdlets -cnotcontains $name -or ($plan.read_only -ne $false -and $mutation)
+        if ($refused) { return [pscustomobject]@{ Refused = ('call ' + $call.id + ': ' + $name + ' is not allowed in this request') } }
+        $arguments = @{}
+        foreach ($parameter in (Read-HybridmailProperty -InputObject $call -Name 'parameters' -Default ([pscustomobject]@{})).PSObject.Properties) {
+            if ($parameter.Name -like '*Variable' -or $parameter.Name -eq 'OutBuffer') { throw ('parameter ' + $parameter.Name + ' is not allowed') }  # sets no variables
+            $arguments[$parameter.Name] = ConvertTo-HybridmailArgument -Value $parameter.Value
         }
+        $arguments['ErrorAction'] = 'Stop'  # whatever the request said [H6] [H13]
+        $calls.Add([pscustomobject]@{ Id = [string]$call.id; Cmdlet = $name; Mutation = $mutation; Arguments = $arguments
+                Properties = [string[]](Read-HybridmailProperty -InputObject $call -Name 'properties' -Default @()); Expect = (Read-HybridmailProperty -InputObject $call -Name 'expect') })
     }
-    catch { $HybridmailFailure = [ordered]@{ type = 'BadRequest'; message = $_.Exception.Message } }
+    return [pscustomobject]@{ Refused = $null; Load = [string]$plan.session.load; Calls = $calls.ToArray() }
+}
 
+function Invoke-HybridmailRequest {
+    # The answer to the whole request: {error} when nothing could run, else {calls}, one result per call.
+    param([string]$Encoded, $Runner)
+    try { $request = ConvertFrom-HybridmailRequest -Encoded $Encoded }
+    catch { return [ordered]@{ error = [ordered]@{ type = 'BadRequest'; message = $_.Exception.Message } } }
+    if ($null -ne $request.Refused) { return [ordered]@{ error = [ordered]@{ type = 'RequestRefused'; message = $request.Refused } } }
     # 2. The Exchange cmdlets, once, and only when a call needs them.
-    $HybridmailNeedsExchange = @($HybridmailCalls | Where-Object -ErrorAction Stop { $SessionFreeCmdlets -cnotcontains $_.Cmdlet }).Count -gt 0
-    if ($null -eq $HybridmailFailure -and $HybridmailNeedsExchange -and $HybridmailLoad -cne 'none') {
-        $HybridmailLoadClock = [System.Diagnostics.Stopwatch]::StartNew()
-        try { $HybridmailRunner['load'] = Import-HybridmailExchange -LoadMode $HybridmailLoad }
-        catch { $HybridmailFailure = [ordered]@{ type = 'SessionLoadFailed'; message = $_.Exception.Message } }
-        $HybridmailRunner['load_ms'] = [long]$HybridmailLoadClock.ElapsedMilliseconds
+    $needsExchange = @($request.Calls | Where-Object -ErrorAction Stop { $SessionFreeCmdlets -cnotcontains $_.Cmdlet }).Count -gt 0
+    if ($needsExchange -and $request.Load -cne 'none') {
+        $loadClock = [System.Diagnostics.Stopwatch]::StartNew(); $loadFailure = $null
+        try { $Runner['load'] = Import-HybridmailExchange -LoadMode $request.Load }
+        catch { $loadFailure = $_.Exception.Message }
+        $Runner['load_ms'] = [long]$loadClock.ElapsedMilliseconds
+        if ($null -ne $loadFailure) { return [ordered]@{ error = [ordered]@{ type = 'SessionLoadFailed'; message = $loadFailure } } }
     }
-
     # 3. The calls in order. The first failed mutation or failed guard aborts the batch: later
     #    mutations are skipped, later Get- calls (the verification reads) still run.
-    $HybridmailAborted = $false
-    foreach ($HybridmailCall in $HybridmailCalls) {
-        if ($null -ne $HybridmailFailure) { break }
-        if ($HybridmailAborted -and $HybridmailCall.Mutation) { $HybridmailResults.Add([ordered]@{ id = $HybridmailCall.Id; ok = $false; skipped = $true }); continue }
-        $HybridmailResult = Invoke-HybridmailCall -Call $HybridmailCall
-        $HybridmailResults.Add($HybridmailResult)
-        if ((-not $HybridmailResult['ok'] -and ($HybridmailCall.Mutation -or $null -ne $HybridmailCall.Expect)) -or $HybridmailResult.Contains('guard_failed')) { $HybridmailAborted = $true }
+    $results = New-Object -TypeName 'System.Collections.Generic.List[object]' -ErrorAction Stop
+    $aborted = $false
+    foreach ($call in $request.Calls) {
+        if ($aborted -and $call.Mutation) { $results.Add([ordered]@{ id = $call.Id; ok = $false; skipped = $true }); continue }
+        $result = Invoke-HybridmailCall -Call $call; $results.Add($result)
+        if ((-not $result['ok'] -and ($call.Mutation -or $null -ne $call.Expect)) -or $result.Contains('guard_failed')) { $aborted = $true }
     }
+    return [ordered]@{ calls = $results.ToArray() }
 }
-catch { $HybridmailFailure = [ordered]@{ type = 'RunnerFailed'; message = $_.Exception.Message } }  # a defect in this file
+
+$HybridmailClock = [System.Diagnostics.Stopwatch]::StartNew()
+$HybridmailRunner = [ordered]@{ powershell = $PSVersionTable.PSVersion.ToString(); load = 'none'; load_ms = 0; elapsed_ms = 0 }
+try { $HybridmailAnswer = Invoke-HybridmailRequest -Encoded $HybridmailRequest -Runner $HybridmailRunner }
+catch { $HybridmailAnswer = [ordered]@{ error = [ordered]@{ type = 'RunnerFailed'; message = $_.Exception.Message } } }  # a defect in this file
 
 # 4. The one result line [H1] [H10] [H11]: every value is already a string, number, bool or array.
 $HybridmailRunner['elapsed_ms'] = [long]$HybridmailClock.ElapsedMilliseconds
-$HybridmailResponse = [ordered]@{ version = $HybridmailWireVersion; host = $env:COMPUTERNAME; runner = $HybridmailRunner; calls = $HybridmailResults.ToArray() }
-if ($null -ne $HybridmailFailure) { $HybridmailResponse['error'] = $HybridmailFailure; $HybridmailResponse['calls'] = @() }
+$HybridmailResponse = [ordered]@{ version = $HybridmailWireVersion; host = $env:COMPUTERNAME; runner = $HybridmailRunner; calls = @() }
+if ($HybridmailAnswer.Contains('error')) { $HybridmailResponse['error'] = $HybridmailAnswer['error'] } else { $HybridmailResponse['calls'] = $HybridmailAnswer['calls'] }
 $HybridmailJson = ConvertTo-Json -InputObject $HybridmailResponse -Depth 10 -Compress -ErrorAction Stop
 $HybridmailPayload = [System.Convert]::ToBase64String([System.Text.Encoding]::UTF8.GetBytes($HybridmailJson))
 Write-Output -InputObject ($HybridmailResultPrefix + $HybridmailPayload) -ErrorAction Stop

@@ -17,15 +17,13 @@ import base64
 import binascii
 import dataclasses
 import functools
-import importlib.util
-import os
 import re
 from dataclasses import dataclass
 from typing import Protocol
 from xml.sax.saxutils import escape
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RUNNER_CONTRACT_PATH = os.path.join(REPO_ROOT, "plugins", "plugin_utils", "_runner.py")
+from tests.lab import wire
+
 
 # Classes of commands, counted per server.
 KIND_RUNNER = "runner"
@@ -59,13 +57,9 @@ _BAD_ENCODED_COMMAND = (
 _CLIXML_HEADER = '#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
 
 
-@functools.cache
 def runner_contract():
-    """The collection's plugins/plugin_utils/_runner.py, imported by path."""
-    spec = importlib.util.spec_from_file_location("hybridmail_lab_runner_contract", RUNNER_CONTRACT_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The collection's plugins/plugin_utils/_runner.py, imported by path (tests/lab/wire.py)."""
+    return wire.contract
 
 
 def normalize_runner_text(text: str) -> str:
@@ -228,7 +222,7 @@ class PowerShellHost:
             return Outcome(b"", b"", 0, KIND_EXIT0)
         if not lines:
             return Outcome(b"", b"", 0, KIND_OTHER)
-        parts = self._contract.split_script(script)
+        parts = wire.split_script(script)
         if parts is not None:
             request_b64, runner_text = parts
             if normalize_runner_text(runner_text) == self._runner_text:
@@ -240,7 +234,7 @@ class PowerShellHost:
         mode = getattr(server, "language_mode", "FullLanguage")
         if mode != "FullLanguage":
             # runner.ps1's first statement (about_Language_Modes: $ExecutionContext.SessionState.LanguageMode)
-            line = self._contract.refusal_line("LanguageMode", mode)
+            line = wire.refusal_line("LanguageMode", mode)
             return Outcome((line + "\r\n").encode("ascii"), b"", 1, KIND_RUNNER)
         try:
             request = self._contract.decode_json(request_b64)
@@ -256,7 +250,7 @@ class PowerShellHost:
             }
         else:
             response = server.handle_request(request, user=user)
-        stdout = (self._contract.result_line(response) + "\r\n").encode("ascii")
+        stdout = (wire.result_line(response) + "\r\n").encode("ascii")
         return Outcome(stdout, b"", 0, KIND_RUNNER)
 
     def _not_the_runner(self, runner_text: str) -> bytes:

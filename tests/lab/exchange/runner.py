@@ -19,6 +19,7 @@ import datetime
 import time
 
 from tests.lab.exchange import cmdlets, errors, params
+from tests.lab import wire
 from tests.lab.exchange.contract import runner_contract as contract
 from tests.lab.exchange.convert import convert, select
 from tests.lab.exchange.secure import SecureString
@@ -120,7 +121,7 @@ def _guard_properties(expect: list) -> list:
 def _guard_matches(objects: list, expect: list) -> bool:
     names = _guard_properties(expect)
     actual = [select(obj, names) for obj in objects]
-    return contract.canonical_rows(actual, names) == contract.canonical_rows(expect, names)
+    return wire.canonical_rows(actual, names) == wire.canonical_rows(expect, names)
 
 
 def _needs_exchange(cmdlet: str) -> bool:

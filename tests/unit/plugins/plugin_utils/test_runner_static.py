@@ -8,6 +8,7 @@ import re
 import pytest
 
 from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _runner
+from tests.lab import wire
 
 tree_sitter = pytest.importorskip("tree_sitter")
 tree_sitter_powershell = pytest.importorskip("tree_sitter_powershell")
@@ -192,18 +193,22 @@ def test_dynamic_call_site_is_the_guarded_one(tree):
     assert body.count("$splat =") == 1 and "$splat = $Call.Arguments" in body
 
 
-def test_requests_are_refused_before_any_call(source, tree):
-    code = code_only(source, tree)
-    main = code[code.index("$HybridmailClock = "):]
-    refusal = main.index("if ($AllowedCmdlets -cnotcontains $HybridmailName -or ($HybridmailPlan.read_only -ne $false -and "
-                         "$HybridmailMutation))")
-    assert "$HybridmailMutation = -not $HybridmailName.StartsWith('Get-', [System.StringComparison]::Ordinal)" in main
-    # the refusal loop ends before the session is loaded and before any call runs
-    assert refusal < main.index("Import-HybridmailExchange -LoadMode") < main.index("Invoke-HybridmailCall -Call")
-    assert main.count("Invoke-HybridmailCall -Call") == 1 and main.count("Import-HybridmailExchange") == 1
-    # the loop over calls runs only when nothing failed (refusal, bad request, session)
-    loop = main.index("foreach ($HybridmailCall in $HybridmailCalls) {\n        if ($null -ne $HybridmailFailure) { break }")
-    assert loop < main.index("Invoke-HybridmailCall -Call")
+def test_requests_are_refused_before_any_call(tree):
+    """The whole request is decoded and checked first: one call that is not allowed, or a mutation in a
+    read-only request, refuses it before the session loads and before any call runs."""
+    prepare = text(functions(tree)["ConvertFrom-HybridmailRequest"])
+    assert "$mutation = -not $name.StartsWith('Get-', [System.StringComparison]::Ordinal)" in prepare
+    refusal = prepare.index("$refused = $AllowedCmdlets -cnotcontains $name -or ($plan.read_only -ne $false -and $mutation)")
+    assert refusal < prepare.index("if ($refused) { return [pscustomobject]@{ Refused = ") < prepare.index("$calls.Add(")
+    assert "Invoke-HybridmailCall" not in prepare and "Import-HybridmailExchange" not in prepare
+    request = text(functions(tree)["Invoke-HybridmailRequest"])
+    # prepared (or refused) < session loaded < calls run; each happens once
+    prepared = request.index("$request = ConvertFrom-HybridmailRequest -Encoded $Encoded")
+    refused = request.index("if ($null -ne $request.Refused) { return ")
+    assert prepared < refused < request.index("Import-HybridmailExchange -LoadMode") < request.index("Invoke-HybridmailCall -Call")
+    assert request.count("Invoke-HybridmailCall -Call") == 1 and request.count("Import-HybridmailExchange") == 1
+    # a failed session load answers before the loop over calls
+    assert request.index("type = 'SessionLoadFailed'") < request.index("foreach ($call in $request.Calls)")
 
 
 def test_every_cmdlet_call_passes_error_action_stop(source, tree):
@@ -224,9 +229,10 @@ def test_every_cmdlet_call_passes_error_action_stop(source, tree):
         assert ("-ErrorAction", "Stop") in pairs, "%s without -ErrorAction Stop: %s" % (name, text(node))
     assert set(ERROR_ACTION_EXCEPTIONS) <= seen  # no stale exception
     # the dynamic call: ErrorAction = 'Stop' is set after the request's own parameters, whatever they said
+    prepare = text(functions(tree)["ConvertFrom-HybridmailRequest"])
+    copied = prepare.index("$arguments[$parameter.Name] = ConvertTo-HybridmailArgument")
+    assert copied < prepare.index("$arguments['ErrorAction'] = 'Stop'") < prepare.index("$calls.Add(")
     code = code_only(source, tree)
-    copied = code.index("$HybridmailArguments[$HybridmailParameter.Name] = ConvertTo-HybridmailArgument")
-    assert copied < code.index("$HybridmailArguments['ErrorAction'] = 'Stop'") < code.index("$HybridmailCalls.Add(")
     for name, reason in ERROR_ACTION_EXCEPTIONS.items():
         assert name in code and reason
 
@@ -288,7 +294,7 @@ def test_language_mode_is_checked_first_with_constrained_language_constructs(sou
     assert text(first) == (
         "if ($ExecutionContext.SessionState.LanguageMode -ne 'FullLanguage') {\n"
         "    Write-Output ('%s' + $ExecutionContext.SessionState.LanguageMode)\n"
-        "    exit 1\n}" % _runner.refusal_line("LanguageMode", ""))
+        "    exit 1\n}" % wire.refusal_line("LanguageMode", ""))
     assert "[" not in text(first) and ".(" not in text(first).replace(" ", "")
 
 
@@ -316,7 +322,8 @@ def test_wire_constants_match(source):
     code = source.decode("ascii")
     assert "$HybridmailWireVersion = %d\n" % _runner.WIRE_VERSION in code
     assert "$HybridmailResultPrefix = '%s'\n" % _runner.RESULT_PREFIX in code
-    assert "FromBase64String($%s)" % _runner.REQUEST_VARIABLE in code
+    assert "Invoke-HybridmailRequest -Encoded $%s -Runner" % _runner.REQUEST_VARIABLE in code
+    assert "FromBase64String($Encoded)" in code
     assert "'HYBRIDMAIL-REFUSED:LanguageMode:'" in code and _runner.REFUSED_PREFIX == "HYBRIDMAIL-REFUSED:"
 
 

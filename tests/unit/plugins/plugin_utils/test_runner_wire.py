@@ -6,6 +6,7 @@ import json
 import pytest
 
 from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _runner
+from tests.lab import wire
 
 REQUEST = {
     "version": 1,
@@ -68,22 +69,22 @@ def test_compose_and_split_round_trip():
     first_line, rest = script.split("\n", 1)
     assert first_line.startswith("$HybridmailRequest = '")
     assert rest == _runner.load_runner_text()
-    request_b64, runner_text = _runner.split_script(script)
+    request_b64, runner_text = wire.split_script(script)
     assert _runner.decode_json(request_b64) == REQUEST
     assert runner_text == _runner.load_runner_text()
 
 
 def test_compose_with_given_runner_text_and_crlf_header():
     script = _runner.compose_script(REQUEST, runner_text="Write-Output 1\n")
-    assert _runner.split_script(script)[1] == "Write-Output 1\n"
+    assert wire.split_script(script)[1] == "Write-Output 1\n"
     crlf = script.replace("\n", "\r\n", 1)
-    assert _runner.decode_json(_runner.split_script(crlf)[0]) == REQUEST
+    assert _runner.decode_json(wire.split_script(crlf)[0]) == REQUEST
 
 
 @pytest.mark.parametrize("script", ["", "Write-Output 1\n", "$HybridmailRequest = \"abc\"\nrest",
                                     "$Other = 'abc'\nrest", " $HybridmailRequest = 'abc'\nrest"])
 def test_split_without_header(script):
-    assert _runner.split_script(script) is None
+    assert wire.split_script(script) is None
 
 
 def test_bootstrap_is_ansibles_powershell_encoding():
@@ -105,7 +106,7 @@ def test_bootstrap_is_not_wrapped_again_by_winrm_or_psrp():
 
 
 def test_find_result_among_noise():
-    line = _runner.result_line(RESPONSE)
+    line = wire.result_line(RESPONSE)
     stdout = "\r\n".join([
         "WARNING: The names of some imported commands from the module 'tmp_x' include unapproved verbs",
         "HYBRIDMAIL-RESULTS are coming",
@@ -117,8 +118,8 @@ def test_find_result_among_noise():
 
 
 def test_find_result_takes_the_last_result_line():
-    first = _runner.result_line({"version": 1, "n": 1})
-    last = _runner.result_line({"version": 1, "n": 2})
+    first = wire.result_line({"version": 1, "n": 1})
+    last = wire.result_line({"version": 1, "n": 2})
     assert _runner.decode_json(_runner.find_result(first + "\n" + last + "\n")) == {"version": 1, "n": 2}
 
 
@@ -128,36 +129,10 @@ def test_find_result_none(stdout):
 
 
 def test_result_line_shape():
-    line = _runner.result_line(RESPONSE)
+    line = wire.result_line(RESPONSE)
     assert line.startswith(_runner.RESULT_PREFIX)
     assert "\n" not in line
     line.encode("ascii")
-
-
-@pytest.mark.parametrize("value, expected", [
-    (None, ""), (True, "true"), (False, "false"), (0, "0"), (2048, "2048"), (-1, "-1"),
-    ("IMAP, POP, IIS, SMTP", "IMAP, POP, IIS, SMTP"), ("", ""), ("M\u00fcller", "M\u00fcller"),
-    (["mail.contoso.com", "autodiscover.contoso.com"], "mail.contoso.com\nautodiscover.contoso.com"),
-    ([], ""), ([None, True, 1, "x"], "\ntrue\n1\nx"), ([["a", "b"], "c"], "a\nb\nc"),
-])
-def test_canonical(value, expected):
-    assert _runner.canonical(value) == expected
-
-
-def test_canonical_rows_are_sorted_multisets():
-    objects = [
-        {"Thumbprint": "BB", "Services": "SMTP", "Other": 1},
-        {"Thumbprint": "AA", "Services": "IMAP, POP", "NotAfter": "2026-01-01T00:00:00Z"},
-        {"Thumbprint": "BB", "Services": "SMTP"},
-    ]
-    rows = _runner.canonical_rows(objects, ["Thumbprint", "Services"])
-    assert rows == ["AA\x1fIMAP, POP", "BB\x1fSMTP", "BB\x1fSMTP"]
-    # order of objects does not matter, multiplicity does
-    assert _runner.canonical_rows(list(reversed(objects)), ["Thumbprint", "Services"]) == rows
-    assert _runner.canonical_rows(objects[:2], ["Thumbprint", "Services"]) != rows
-    # a missing property is null, hence ""
-    assert _runner.canonical_rows(objects, ["NotAfter"]) == ["", "", "2026-01-01T00:00:00Z"]
-    assert _runner.canonical_rows([], ["Thumbprint"]) == []
 
 
 def test_allow_list_and_mutations():

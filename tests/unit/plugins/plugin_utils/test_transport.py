@@ -11,6 +11,7 @@ import pytest
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 
 from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _runner, _transport
+from tests.lab import wire
 
 HOST = "ex01.contoso.com"
 
@@ -64,12 +65,17 @@ def answering(document, rc=0, noise=True):
     lines = []
     if noise:
         lines.append("WARNING: The names of some imported commands include unapproved verbs.")
-    lines.append(_runner.result_line(document))
+    lines.append(wire.result_line(document))
     return FakeConnection(rc, ("\r\n".join(lines) + "\r\n").encode("utf-8"), b"")
 
 
 def run(connection, request=None):
     return _transport.run_request(connection, REQUEST if request is None else request, HOST)
+
+
+def entry(result, call_id):
+    """The response entry of one call, read as the plugins read it (by id)."""
+    return {item["id"]: item for item in result["calls"]}[call_id]
 
 
 def test_success_sends_bootstrap_and_script_on_stdin():
@@ -81,20 +87,20 @@ def test_success_sends_bootstrap_and_script_on_stdin():
     assert sent["cmd"] == _runner.encoded_bootstrap()
     assert sent["in_data"] == _runner.compose_script(REQUEST).encode("ascii")
     assert sent["sudoable"] is False
-    request_b64, runner_text = _runner.split_script(sent["in_data"].decode("ascii"))
+    request_b64, runner_text = wire.split_script(sent["in_data"].decode("ascii"))
     assert _runner.decode_json(request_b64) == REQUEST
     assert runner_text == _runner.load_runner_text()
 
     assert result["host"] == "EX01"  # not the inventory name: not an error
     assert [entry["id"] for entry in result["calls"]] == ["certs", "events"]
     assert [entry["cmdlet"] for entry in result["calls"]] == ["Get-ExchangeCertificate", "Get-WinEvent"]
-    objects = _transport.call_objects(result, "certs", host=HOST)
+    objects = entry(result, "certs")["objects"]
     assert objects[0]["Subject"] == "CN=mail.contoso.com, O=M\u00fcller GmbH"
 
 
 def test_success_with_nonzero_rc_and_result_line_is_still_a_result():
     result = run(answering(response(), rc=1))
-    assert _transport.call_objects(result, "certs")[0]["Thumbprint"] == "AB12"
+    assert entry(result, "certs")["objects"][0]["Thumbprint"] == "AB12"
 
 
 def test_str_stdout_is_accepted():
@@ -167,7 +173,7 @@ def test_garbage_result_line():
 
 
 def test_truncated_result_line():
-    line = _runner.result_line(response())
+    line = wire.result_line(response())
     connection = FakeConnection(0, (line[: len(line) // 2] + "\r\n").encode("ascii"), b"")
     with pytest.raises(_transport.RunnerOutputError, match="^%s: .*garbled or truncated" % HOST):
         run(connection)
@@ -223,23 +229,13 @@ def test_response_not_answering_the_request():
         run(answering(response(calls=[{"id": "certs", "ok": True}, EVENTS_NONE])))
 
 
-def test_call_failed():
+def test_a_failed_call_keeps_the_runners_error_record():
     result = run(answering(response()))
-    with pytest.raises(_transport.CallFailed) as caught:
-        _transport.call_objects(result, "events", host=HOST)
-    assert str(caught.value) == (
-        HOST + ": Get-WinEvent (events) failed: System.Exception: No events were found that match the specified "
-        "selection criteria. [NoMatchingEventsFound,Microsoft.PowerShell.Commands.GetWinEventCommand]")
-    assert caught.value.call_id == "events"
-    assert caught.value.cmdlet == "Get-WinEvent"
-    assert caught.value.error["category"] == "ObjectNotFound"
-    assert not caught.value.skipped
-
-
-def test_call_failed_names_the_reported_host_by_default():
-    result = run(answering(response()))
-    with pytest.raises(_transport.CallFailed, match="^EX01: Get-WinEvent \\(events\\) failed"):
-        _transport.call_objects(result, "events")
+    failed = entry(result, "events")
+    assert failed["ok"] is False
+    assert failed["cmdlet"] == "Get-WinEvent"
+    assert failed["error"]["category"] == "ObjectNotFound"
+    assert failed["error"]["fqid"] == "NoMatchingEventsFound,Microsoft.PowerShell.Commands.GetWinEventCommand"
 
 
 def test_skipped_and_guard_failed_calls():
@@ -256,20 +252,9 @@ def test_skipped_and_guard_failed_calls():
         {"id": "verify", "ok": True, "objects": [{"Thumbprint": "CD34"}]},
     ])
     result = _transport.run_request(answering(document), request, HOST)
-    with pytest.raises(_transport.GuardFailed, match="^%s: Get-ExchangeCertificate \\(guard\\) guard failed" % HOST):
-        _transport.call_objects(result, "guard", host=HOST)
-    assert _transport.call_objects(result, "guard", host=HOST, allow_guard_failed=True) == [{"Thumbprint": "CD34"}]
-    with pytest.raises(_transport.CallFailed, match="^%s: Enable-ExchangeCertificate \\(unbind\\) skipped" % HOST) as caught:
-        _transport.call_objects(result, "unbind", host=HOST)
-    assert caught.value.skipped
-    assert _transport.call_objects(result, "verify", host=HOST) == [{"Thumbprint": "CD34"}]
-    assert _transport.call_result(result, "unbind")["skipped"] is True
-
-
-def test_unknown_call_id():
-    result = run(answering(response()))
-    with pytest.raises(_transport.RunnerOutputError, match="^%s: the result has no call 'nope'" % HOST):
-        _transport.call_objects(result, "nope", host=HOST)
+    assert entry(result, "guard")["guard_failed"] is True
+    assert entry(result, "unbind") == {"id": "unbind", "ok": False, "skipped": True, "cmdlet": "Enable-ExchangeCertificate"}
+    assert entry(result, "verify")["objects"] == [{"Thumbprint": "CD34"}]
 
 
 def test_vvv_logs_sizes_not_the_script(monkeypatch):
@@ -280,19 +265,17 @@ def test_vvv_logs_sizes_not_the_script(monkeypatch):
     text = "\n".join(logged)
     assert "script %d bytes" % len(connection.calls[0]["in_data"]) in text
     assert "Get-ExchangeCertificate" in text
-    request_b64 = _runner.split_script(connection.calls[0]["in_data"].decode("ascii"))[0]
+    request_b64 = wire.split_script(connection.calls[0]["in_data"].decode("ascii"))[0]
     assert request_b64 not in text
     assert "Set-StrictMode" not in text
     assert "load=snapin" in text
 
 
 def test_exception_hierarchy():
-    for cls in (_transport.HostUnreachable, _transport.RunnerOutputError, _transport.RequestFailed,
-                _transport.CallFailed):
+    for cls in (_transport.HostUnreachable, _transport.RunnerOutputError, _transport.RequestFailed):
         assert issubclass(cls, _transport.RunnerError)
     for cls in (_transport.BadRequest, _transport.RequestRefused, _transport.SessionLoadFailed):
         assert issubclass(cls, _transport.RequestFailed)
-    assert issubclass(_transport.GuardFailed, _transport.CallFailed)
 
 
 # ------------------------------------------------------------------ language mode, request check
@@ -300,7 +283,7 @@ def test_exception_hierarchy():
 
 @pytest.mark.parametrize("mode", ["ConstrainedLanguage", "RestrictedLanguage"])
 def test_language_mode_refusal_line(mode):
-    stdout = ("WARNING: something\r\n" + _runner.refusal_line("LanguageMode", mode) + "\r\n").encode("ascii")
+    stdout = ("WARNING: something\r\n" + wire.refusal_line("LanguageMode", mode) + "\r\n").encode("ascii")
     connection = FakeConnection(1, stdout, b"")
     with pytest.raises(_transport.LanguageModeRefused) as caught:
         run(connection)
@@ -312,7 +295,7 @@ def test_language_mode_refusal_line(mode):
 
 
 def test_refusal_line_shape():
-    assert _runner.refusal_line("LanguageMode", "ConstrainedLanguage") == "HYBRIDMAIL-REFUSED:LanguageMode:ConstrainedLanguage"
+    assert wire.refusal_line("LanguageMode", "ConstrainedLanguage") == "HYBRIDMAIL-REFUSED:LanguageMode:ConstrainedLanguage"
     assert _runner.find_refusal("x\r\n  HYBRIDMAIL-REFUSED:LanguageMode:ConstrainedLanguage  \r\n") == (
         "LanguageMode", "ConstrainedLanguage")
     assert _runner.find_refusal("HYBRIDMAIL-RESULT:abc\n") is None
@@ -320,7 +303,7 @@ def test_refusal_line_shape():
 
 def test_a_result_line_wins_over_a_refusal_text_in_other_output():
     # a refusal line is only believed when there is no result line (the runner prints one or the other)
-    stdout = ("HYBRIDMAIL-REFUSED:LanguageMode:ConstrainedLanguage\r\n" + _runner.result_line(response()) + "\r\n")
+    stdout = ("HYBRIDMAIL-REFUSED:LanguageMode:ConstrainedLanguage\r\n" + wire.result_line(response()) + "\r\n")
     result = run(FakeConnection(0, stdout.encode("ascii"), b""))
     assert result["host"] == "EX01"
 
