@@ -19,6 +19,7 @@ import base64
 import binascii
 import contextlib
 import datetime
+import functools
 import hashlib
 import warnings
 from dataclasses import dataclass, field
@@ -318,6 +319,9 @@ if CRYPTOGRAPHY_IMPORT_ERROR is None:
     CERTIFICATE_READ_ERRORS += (UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 
+# A server's answer names the same certificates more than once (a certificate and its chain, the
+# intermediate and root of every chain): each DER is read, and its self-signature checked, once per process.
+@functools.lru_cache(maxsize=256)
 def parse_x509(der: bytes) -> X509Facts:
     """Facts of one DER certificate. Raises ValueError when the DER is not a certificate we can read."""
     if CRYPTOGRAPHY_IMPORT_ERROR is not None:
@@ -727,6 +731,12 @@ _ISSUER_TAG, _SUBJECT_TAG = "<I>", "<S>"
 def _subject_tag_positions(text: str) -> list[int]:
     """Where "<S>" occurs outside double quotes: Windows quotes any name value containing "<" or ">",
     so a quoted "<S>" belongs to a name and is not the separator."""
+    if '"' not in text:  # the usual case: nothing is quoted
+        positions, index = [], text.find(_SUBJECT_TAG)
+        while index >= 0:
+            positions.append(index)
+            index = text.find(_SUBJECT_TAG, index + len(_SUBJECT_TAG))
+        return positions
     positions, quoted, index = [], False, 0
     while index < len(text):
         if text[index] == '"':
