@@ -6,6 +6,7 @@
 For each case it starts a generated lab fleet, runs the same inventory three ways and prints, per
 case: wall time; controller CPU seconds per host (ansible-playbook and its forks: RUSAGE_CHILDREN);
 peak controller memory (the largest controller process of that run); WinRM commands per host (lab counters);
+the lab's own CPU per host (it shares the machine, so it is part of the wall time, not of the controller's CPU);
 and the latency floor ceil(N / forks) x round trips x latency.
   raw     ansible.builtin.raw: exit 0            one round trip per host, Ansible's own floor
   info    hybridmail.exchange.certificate_info   one round trip per host
@@ -73,6 +74,16 @@ def run_playbook(playbook: str, inventory: str, forks: int, extra: list) -> dict
     }
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc), None where that cannot be read."""
+    try:
+        with open("/proc/%d/stat" % pid, encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def commands_per_host(lab) -> tuple[float, int]:
     """(mean, most) WinRM commands per server since the counters were reset."""
     commands = [s["winrm"]["requests"]["Command"] for s in lab.status()["servers"].values()]
@@ -104,7 +115,10 @@ def bench_case(servers: int, forks: int, latency: float, kinds: list, workdir: s
                 with open(playbook, "w", encoding="utf-8") as handle:
                     handle.write(PLAYS[kind])
                 extra = ["-e", "hybridmail_benchmark_trust_bundle=" + TRUST_BUNDLES[trust_bundle]]
+            lab_cpu = process_cpu_s(lab.process.pid)
             run = run_playbook(playbook, lab.inventory, forks, extra)
+            lab_cpu_after = process_cpu_s(lab.process.pid)
+            run["lab_cpu_ms_per_host"] = None if None in (lab_cpu, lab_cpu_after) else 1000.0 * (lab_cpu_after - lab_cpu) / servers
             run["commands_per_host"], run["commands_max"] = commands_per_host(lab)
             run["cpu_ms_per_host"] = 1000.0 * run["cpu_s"] / servers
             run["latency_floor_s"] = math.ceil(servers / forks) * run["commands_per_host"] * latency
@@ -130,8 +144,9 @@ def main() -> None:
     kinds = [kind for kind in KINDS if kind in args.kinds]  # remediate last: it changes the lab
 
     cases = []
-    header = "%7s %5s %7s  %-9s %8s %10s %10s %12s %9s %8s %9s %4s" % (
-        "servers", "forks", "latency", "kind", "wall_s", "cpu_ms/host", "peak_MB", "cmd mean/max", "floor_s", "wall/raw", "cpu/raw", "rc")
+    header = "%7s %5s %7s  %-9s %8s %10s %10s %10s %12s %9s %8s %9s %4s" % (
+        "servers", "forks", "latency", "kind", "wall_s", "cpu_ms/host", "lab_ms/host", "peak_MB", "cmd mean/max", "floor_s", "wall/raw",
+        "cpu/raw", "rc")
     print(header)
     with tempfile.TemporaryDirectory(prefix="hybridmail-bench-") as workdir:
         for servers in args.servers:
@@ -140,8 +155,8 @@ def main() -> None:
                     case = bench_case(servers, forks, latency, kinds, workdir, args.trust_bundle)
                     cases.append(case)
                     for kind, run in case["runs"].items():
-                        print("%7d %5d %7.3f  %-9s %8.2f %10.1f %10.1f %12s %9.2f %8.2f %9.2f %4d" % (
-                            servers, forks, latency, kind, run["wall_s"], run["cpu_ms_per_host"], run["peak_rss_mb"],
+                        print("%7d %5d %7.3f  %-9s %8.2f %10.1f %10.1f %10.1f %12s %9.2f %8.2f %9.2f %4d" % (
+                            servers, forks, latency, kind, run["wall_s"], run["cpu_ms_per_host"], run["lab_cpu_ms_per_host"] or 0, run["peak_rss_mb"],
                             "%.2f/%d" % (run["commands_per_host"], run["commands_max"]), run["latency_floor_s"], run.get("wall_vs_raw") or 0,
                             run.get("cpu_vs_raw") or 0, run["rc"]), flush=True)
                         if run["tail"]:
