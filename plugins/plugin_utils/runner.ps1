@@ -6,7 +6,7 @@
 # Sent as ONE script: a line assigning $HybridmailRequest (base64 of UTF-8 JSON), then this file (docs/wire-contract.md).
 # The controller checked the request (_runner.check_request); this file re-checks what keeps the server safe, loads the
 # Exchange cmdlets once, splats each call into an allow-listed cmdlet, converts what it returns, prints ONE result line.
-# Windows PowerShell 5.1 hazards, marked [Hn] where handled (each explained in docs/tested-runner.md):
+# Windows PowerShell 5.1 hazards, marked [Hn] where handled (each explained in docs/tested.md):
 #  H1 ConvertTo-Json depth/enums/dates  H2 array unrolling, `return ,$x`  H3 enums: names, ints, deserialized
 #  H4 DateTime Kind, /Date()/  H5 byte[] vs deserialized RawData  H6 non-terminating errors: -ErrorAction Stop
 #  H7 Get-WinEvent NoMatchingEventsFound = no events (CSS-Exchange ManagedAvailabilityTroubleshooter.ps1)
