@@ -20,7 +20,7 @@ import time
 
 from tests.lab.exchange import cmdlets, errors, params
 from tests.lab import wire
-from tests.lab.exchange.contract import runner_contract as contract
+from tests.lab.wire import contract
 from tests.lab.exchange.convert import convert, select
 from tests.lab.exchange.secure import SecureString
 

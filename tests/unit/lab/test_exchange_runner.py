@@ -13,7 +13,7 @@ from cryptography import x509
 
 from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _runner
 from tests.lab.exchange.calls import COMPUTERNAME, call, days_ago, request
-from tests.lab.exchange.contract import runner_contract
+from tests.lab.wire import contract as runner_contract
 from tests.lab.exchange.fleet import Fleet
 
 FLEETS = os.path.join(os.path.dirname(__file__), "..", "..", "lab", "fleets")
