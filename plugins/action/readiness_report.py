@@ -24,6 +24,11 @@ ARGUMENT_SPEC = dict(
     mode=dict(type="str", default="audit", choices=["audit", "enforce"]),
     min_key_size=dict(type="int", default=2048),
     validate_only=dict(type="bool", default=False),
+    # The hosts of this batch of a serial play, as it starts (ansible_play_batch in the validate_only task,
+    # which returns it): a host failed inside the role's block leaves ansible_play_batch, and Ansible's own
+    # max_fail_percentage does not count it until the batch ends, after the next batch was decided.
+    batch=dict(type="list", elements="str"),
+    max_fail_percentage=dict(type="int"),
     **_args.FINDINGS_SPEC,
 )
 
@@ -89,7 +94,7 @@ class ActionModule(ActionBase):
             except _runlock.LockError as exc:
                 return dict(result, failed=True, msg="%s No server was contacted." % exc)
             return dict(result, changed=False, run_id=lock["run_id"], lock=_runlock.lock_path(args["report_dir"]),
-                        msg="options valid; reports can be written to %s" % args["report_dir"])
+                        batch=list(args["batch"] or ()), msg="options valid; reports can be written to %s" % args["report_dir"])
         try:
             _runlock.check(args["report_dir"])
         except (_runlock.LockError, OSError) as exc:
@@ -117,7 +122,7 @@ class ActionModule(ActionBase):
         def facts_of(host):
             return host_entry(registered.get(host), options, (), host, args["mode"]).get("facts")
 
-        run = {"hosts": hosts, "mode": args["mode"], "fail_on": args["fail_on"],
+        run = {"hosts": hosts, "mode": args["mode"], "fail_on": args["fail_on"], "dry_run": bool(self._task.check_mode),
                "options": {key: args[key] for key in _args.THRESHOLDS},
                "fleet_findings": [finding.to_dict() for finding in _findings.fleet_findings(fleet)],
                "collection_version": "0.1.0"}
@@ -144,7 +149,38 @@ class ActionModule(ActionBase):
                 "error": entry["error"],
                 "counts": entry["counts"],
                 "findings": _report.finding_lines(entry["findings"]),
+                "cannot_fix": entry["cannot_fix"],
             } for entry in report["hosts"]},
             fleet_findings=_report.finding_lines(report["fleet"]["findings"]),
         )
+        stop = rollout_stop(report, registered, args)
+        if stop:
+            result.update(failed=True, msg=stop)
         return result
+
+
+def rollout_stop(report: dict, registered: dict, args: dict) -> str | None:
+    """Why the play must stop after this batch, or None.
+
+    More than max_fail_percentage of this batch failed, and a batch follows: the next batch must not change
+    anything. Hosts that only need what enforcement cannot do (cannot_fix) are not failed. After the last
+    batch of an enforce run: the hosts that are still not compliant because enforcement cannot fix them
+    (the run must not end as if it had succeeded). A failure of this run-once task fails every host of the
+    batch, so that ansible-playbook stops the play (a batch whose hosts all failed ends the play)."""
+    entries = {entry["host"]: entry for entry in report["hosts"]}
+    pending = [host for host in args["hosts"] if registered.get(host) is None]
+    batch = [host for host in args["batch"] or () if host in entries]
+    if pending and batch and args["max_fail_percentage"] is not None:
+        failed = [host for host in batch if entries[host]["status"] != _report.STATUS_OK
+                  or not (entries[host]["compliant"] or entries[host]["cannot_fix"] or report["dry_run"])]
+        if failed and len(failed) * 100 > args["max_fail_percentage"] * len(batch):
+            return ("the rollout stops here: %d of the %d hosts of this batch failed (%s), more than max_fail_percentage %d%%; "
+                    "the %d hosts of the next batches (%s) were not contacted" % (
+                        len(failed), len(batch), ", ".join(failed), args["max_fail_percentage"], len(pending),
+                        ", ".join(pending[:10]) + (" and %d more" % (len(pending) - 10) if len(pending) > 10 else "")))
+    if not pending and args["mode"] == "enforce":
+        unfixable = [entry for entry in report["hosts"] if entry["cannot_fix"]]
+        if unfixable:
+            return "%d hosts are not compliant and enforcement cannot fix them: %s" % (
+                len(unfixable), " ".join("%s: %s." % (entry["host"], "; ".join(entry["cannot_fix"])) for entry in unfixable))
+    return None

@@ -197,6 +197,9 @@ def test_junit_counts_match_the_testcases(junit):
         assert {key: int(suite.get(key)) for key in counted} == counted, suite.get("name")
         for key in totals:
             totals[key] += counted[key]
+    # The Jenkins/xunit JUnit schema has no skipped attribute on <testsuites> (issue 14.4).
+    assert junit.get("skipped") is None
+    del totals["skipped"]
     assert {key: int(junit.get(key)) for key in totals} == totals
 
 
@@ -254,7 +257,26 @@ def test_junit_keeps_findings_of_checks_it_does_not_know():
     report = _report.build_report({"hosts": {"ex01": {"facts": world.healthy().facts(), "findings": [
         {"id": "HM777", "name": "from-a-newer-release", "severity": "warning", "title": "new check"}]}}, "generated_at": NOW})
     junit = ET.fromstring(_report.render_junit(report))
+    assert _case(_suite(junit, "ex01"), "HM777 HM777: new check").find("failure") is None  # a warning under fail_on critical
+    report = dict(report, fail_on="warning")
+    junit = ET.fromstring(_report.render_junit(report))
     assert _case(_suite(junit, "ex01"), "HM777 HM777: new check").find("failure") is not None
+
+
+def test_junit_warnings_below_fail_on_pass_with_their_details_and_fqdn_hosts_keep_one_class():
+    """Issue 14.4: a <failure> only for what fails the run under fail_on; Jenkins splits classname at its last
+    dot (package.class), so a host's FQDN must not have dots there; the time is the host's measured one."""
+    facts = world.healthy().facts()
+    report = _report.build_report({"hosts": {"ex01.contoso.com": {"facts": facts, "duration_seconds": 1.25, "findings": [
+        {"id": "HM777", "name": "from-a-newer-release", "severity": "warning", "title": "new check"}]}},
+        "generated_at": NOW, "fail_on": "critical"})
+    junit = ET.fromstring(_report.render_junit(report))
+    suite = _suite(junit, "ex01.contoso.com")
+    case = _case(suite, "HM777 HM777: new check")
+    assert case.find("failure") is None and "new check" in case.find("system-out").text
+    assert {c.get("classname") for c in suite.findall("testcase")} == {"ex01_contoso_com"}
+    assert suite.get("time") == "1.250" and _case(suite, "audit").get("time") == "1.250" and junit.get("time") == "1.250"
+    assert int(junit.get("failures")) == 0 and junit.get("skipped") is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,7 +324,7 @@ def test_markdown_lists_the_result_unreachable_hosts_and_top_findings(markdown):
     assert "**ex04** (failed)" in section
     row = next(line for line in markdown.splitlines() if line.startswith("| ex01 |"))
     assert "**HM101** critical: KB 2888788" in row and "| **no** |" in row
-    assert "| ex02 | audited | yes | 0 | 0 | 0 | none |" in markdown
+    assert "| ex02 | audited | yes | no | 0 | 0 | 0 | none |" in markdown
 
 
 def test_markdown_escapes_hostile_text(markdown):
@@ -445,7 +467,8 @@ def test_host_summary_says_what_the_report_says(run):
     for host_report in report["hosts"]:
         summary = _report.host_summary(host_report["host"], run["hosts"][host_report["host"]], run["fail_on"])
         assert summary == {"compliant": host_report["compliant"], "status": host_report["status"], "error": host_report["error"],
-                           "counts": host_report["counts"], "findings": _report.finding_lines(host_report["findings"])}
+                           "counts": host_report["counts"], "findings": _report.finding_lines(host_report["findings"]),
+                           "cannot_fix": host_report["cannot_fix"]}
     assert _report.host_summary("ex01", run["hosts"]["ex01"], "critical")["findings"][0].startswith("critical HM")
 
 
