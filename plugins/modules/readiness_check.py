@@ -97,14 +97,14 @@ EXAMPLES = r"""
   block:
     - name: Audit
       hybridmail.exchange.readiness_check:
-        report_dir: "{{ playbook_dir }}/reports"
+        report_dir: hybrid_readiness_reports
         event_lookback_days: 7
       register: hybrid_readiness_host
   always:
     - name: Reports
       hybridmail.exchange.readiness_report:
         hosts: "{{ ansible_play_hosts_all }}"
-        report_dir: "{{ playbook_dir }}/reports"
+        report_dir: hybrid_readiness_reports
       run_once: true
       delegate_to: localhost
 
