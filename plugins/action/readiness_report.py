@@ -34,16 +34,17 @@ ARGUMENT_SPEC = dict(
 
 
 def registered_results(hostvars, hosts, name) -> dict:
-    """{host: the value each host registered under name}.
+    """{host: the value each host registered under name}, through hostvars, Ansible's public view of every
+    host's variables (the variable manager's private caches are not an API to build on)."""
+    found = {}
+    for host in hosts:
+        if host in hostvars:
+            found[host] = hostvars[host].get(name)
+    return found
 
-    hostvars[host] computes every variable of that host (inventory, groups, facts), tens of
-    milliseconds a host, which made this task the slowest of a fleet run; a registered result is a
-    non-persistent fact, which the variable manager keeps per host. The public path is the fallback.
-    """
-    cache = getattr(getattr(hostvars, "_variable_manager", None), "_nonpersistent_fact_cache", None)
-    if isinstance(cache, dict):
-        return {host: cache[host].get(name) for host in hosts if host in cache}
-    return {host: hostvars[host].get(name) for host in hosts if host in hostvars}
+
+# This file is <collection>/plugins/action/readiness_report.py.
+COLLECTION_VERSION = _report.collection_version(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def check_report_dir(directory: str) -> None:
@@ -125,7 +126,7 @@ class ActionModule(ActionBase):
         run = {"hosts": hosts, "mode": args["mode"], "fail_on": args["fail_on"], "dry_run": bool(self._task.check_mode),
                "options": {key: args[key] for key in _args.THRESHOLDS},
                "fleet_findings": [finding.to_dict() for finding in _findings.fleet_findings(fleet)],
-               "collection_version": "0.1.0"}
+               "collection_version": COLLECTION_VERSION}
         try:
             written = _report.write_reports(args["report_dir"], run, facts_of=facts_of)
         except (_report.ReportError, OSError) as exc:

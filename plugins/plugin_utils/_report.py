@@ -586,6 +586,28 @@ def write_reports(directory: str, run: Mapping, facts_of: Callable[[str], Mappin
     return dict(paths, compliant=report["compliant"], report=report)
 
 
+def collection_version(root: str) -> str | None:
+    """The version of the collection whose files are at root: MANIFEST.json's collection_info.version when
+    installed (ansible-galaxy collection install), else galaxy.yml's version (a source tree); None when
+    neither says. galaxy.yml is read for its one top-level "version:" line, so that no YAML parser is needed."""
+    try:
+        with open(os.path.join(root, "MANIFEST.json"), encoding="utf-8") as handle:
+            version = (json.load(handle).get("collection_info") or {}).get("version")
+        if isinstance(version, str) and version:
+            return version
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        with open(os.path.join(root, "galaxy.yml"), encoding="utf-8") as handle:
+            for line in handle:
+                match = re.match(r"""version:\s*['"]?([^'"\s#]+)""", line)
+                if match:
+                    return match.group(1)
+    except OSError:
+        pass
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Host entries and host records
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 
+import yaml
+
 from tests.lab.testing import REPO_ROOT, run_ansible, running_lab
 
 FLEETS = os.path.join(REPO_ROOT, "tests", "lab", "fleets")
@@ -33,3 +35,6 @@ def test_the_fqcn_playbook_writes_its_reports_in_the_current_directory_with_the_
     after = os.path.getmtime(os.path.join(inside, "report.json")) if os.path.exists(os.path.join(inside, "report.json")) else None
     assert after == before, "the run wrote into the collection's playbooks/reports"
     assert "%s/hybrid_readiness_reports/summary.md" % work in output
+    # The collection's own version (galaxy.yml here; MANIFEST.json when installed), not one written in the code.
+    with open(os.path.join(REPO_ROOT, "galaxy.yml"), encoding="utf-8") as handle:
+        assert report["collection"]["version"] == yaml.safe_load(handle)["version"]

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 
 import jsonschema
 import pytest
+import yaml
 
 import hybrid_world as world
 from hybrid_world import NOW
@@ -555,3 +556,21 @@ def test_control_and_bidi_characters_are_visible_escapes_in_markdown_and_junit_a
     assert BIDI_AND_CONTROLS in {c["friendly_name"] for c in facts["certificates"]}  # the same data
     for rendered in (_report.render_markdown(report), _report.render_junit(report).decode("utf-8")):
         assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200f\ufeff]", rendered)
+
+
+def test_the_collection_version_comes_from_the_installed_manifest_or_galaxy_yml(tmp_path):
+    """Issue 14.4: report.json's collection version is the collection's own, never a string in the code."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+    with open(os.path.join(root, "galaxy.yml"), encoding="utf-8") as handle:
+        galaxy = yaml.safe_load(handle)
+    assert _report.collection_version(root) == galaxy["version"]
+    installed = tmp_path / "installed"
+    installed.mkdir()
+    (installed / "MANIFEST.json").write_text(json.dumps({"collection_info": {"namespace": "hybridmail", "version": "9.8.7"}}))
+    (installed / "galaxy.yml").write_text("version: 1.0.0\n")
+    assert _report.collection_version(str(installed)) == "9.8.7"
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "galaxy.yml").write_text("namespace: hybridmail\nversion: '2.3.4'  # next\n")
+    assert _report.collection_version(str(source)) == "2.3.4"
+    assert _report.collection_version(str(tmp_path)) is None
