@@ -135,12 +135,13 @@ class ActionModule(ActionBase):
         report = written["report"]
         totals = report["totals"]
         self._display.display(
-            "hybrid readiness: %d hosts, %d not compliant (%d critical, %d warning findings); reports: %s, %s, %s" % (
-                totals["hosts"], totals["non_compliant_hosts"], totals["findings"]["critical"], totals["findings"]["warning"],
+            "hybrid readiness: %s: %d hosts, %d not compliant (%d critical, %d warning findings); reports: %s, %s, %s" % (
+                report["result"], totals["hosts"], totals["non_compliant_hosts"], totals["findings"]["critical"], totals["findings"]["warning"],
                 written["markdown"], written["junit"], written["json"]))
         result.update(
             changed=False,
             compliant=report["compliant"],
+            result=report["result"],
             fleet_compliant=report["fleet"]["compliant"],
             totals=report["totals"],
             reports={kind: written[kind] for kind in ("json", "junit", "markdown")},

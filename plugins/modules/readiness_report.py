@@ -101,6 +101,13 @@ compliant:
   description: Every host and the fleet meet O(fail_on).
   returned: success
   type: bool
+result:
+  description:
+    - C(compliant) (the playbook exits 0), C(not_compliant) (every host was judged, some or the fleet miss O(fail_on))
+      or C(broken) (some host failed, was unreachable or was not run, so the verdict is incomplete); both exit 2.
+  returned: success
+  type: str
+  sample: not_compliant
 fleet_compliant:
   description: The fleet-wide findings meet O(fail_on).
   returned: success

@@ -221,6 +221,7 @@ def build_report(run: Mapping) -> dict:
                      for key in _catalogue.SEVERITIES + ("exempted",)},
     }
     fleet_compliant = _compliance.compliance(fleet, fail_on)
+    compliant = all(entry["compliant"] for entry in hosts) and fleet_compliant
     report = {
         "schema": SCHEMA,
         "version": VERSION,
@@ -230,7 +231,8 @@ def build_report(run: Mapping) -> dict:
         # enforce mode in check mode (--check): nothing was sent; planned_changes say what enforce would do
         "dry_run": bool(run.get("dry_run")) and mode == "enforce",
         "fail_on": fail_on,
-        "compliant": all(entry["compliant"] for entry in hosts) and fleet_compliant,
+        "compliant": compliant,
+        "result": run_result(hosts, compliant),
         "options": dict(run.get("options") or {}),
         "totals": totals,
         "checks": [check.to_dict() for check in _catalogue.CHECKS],
@@ -243,6 +245,18 @@ def build_report(run: Mapping) -> dict:
         },
     }
     return _clean(report)
+
+
+RESULT_COMPLIANT, RESULT_NOT_COMPLIANT, RESULT_BROKEN = "compliant", "not_compliant", "broken"
+
+
+def run_result(hosts: list, compliant: bool) -> str:
+    """What the run's exit code 2 means, for a pipeline: "broken" when some host could not be audited or
+    enforced (failed, unreachable, not run), so the verdict is incomplete; "not_compliant" when every host
+    was judged and some (or the fleet) miss fail_on; "compliant" (exit code 0) otherwise."""
+    if any(entry["status"] != STATUS_OK for entry in hosts):
+        return RESULT_BROKEN
+    return RESULT_COMPLIANT if compliant else RESULT_NOT_COMPLIANT
 
 
 def render_json(report: Mapping) -> str:
@@ -456,8 +470,10 @@ def render_markdown(report: Mapping) -> str:
     lines = [
         "# Hybrid readiness report",
         "",
-        "**Result: %s** (fail on: %s) | mode: %s | generated %s | %s %s" % (
-            "compliant" if report["compliant"] else "NOT COMPLIANT", md(report["fail_on"]),
+        "**Result: %s**%s (fail on: %s) | mode: %s | generated %s | %s %s" % (
+            "compliant" if report["compliant"] else "NOT COMPLIANT",
+            " - **broken**: not every host was judged (see Unreachable or failed hosts)" if report["result"] == RESULT_BROKEN else "",
+            md(report["fail_on"]),
             md(report["mode"]) + (" (**dry run**: check mode, nothing was changed)" if report.get("dry_run") else ""),
             md(report["generated_at"]), COLLECTION, md(report["collection"].get("version") or "")),
         "",

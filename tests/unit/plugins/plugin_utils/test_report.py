@@ -319,7 +319,7 @@ def test_markdown_tables_keep_their_shape(markdown):
 
 
 def test_markdown_lists_the_result_unreachable_hosts_and_top_findings(markdown):
-    assert "**Result: NOT COMPLIANT** (fail on: critical)" in markdown
+    assert "**Result: NOT COMPLIANT** - **broken**: not every host was judged (see Unreachable or failed hosts) (fail on: critical)" in markdown
     section = markdown.split("## Unreachable or failed hosts")[1].split("##")[0]
     assert "**ex03** (unreachable): winrm: connection timed out after 30 s" in section
     assert "**ex04** (failed)" in section
@@ -574,3 +574,14 @@ def test_the_collection_version_comes_from_the_installed_manifest_or_galaxy_yml(
     (source / "galaxy.yml").write_text("namespace: hybridmail\nversion: '2.3.4'  # next\n")
     assert _report.collection_version(str(source)) == "2.3.4"
     assert _report.collection_version(str(tmp_path)) is None
+
+
+@pytest.mark.parametrize("statuses, compliant, expected", [
+    (("ok", "ok"), True, "compliant"),
+    (("ok", "ok"), False, "not_compliant"),
+    (("ok", "unreachable"), False, "broken"),
+    (("failed", "ok"), False, "broken"),
+])
+def test_the_run_result_tells_not_compliant_from_broken(statuses, compliant, expected):
+    """Issue 14.5: exit code 2 is both; report.json's result says which."""
+    assert _report.run_result([{"status": status} for status in statuses], compliant) == expected
