@@ -22,6 +22,10 @@ description:
     and a failing host prints a few lines instead of its facts.
   - The task fails when the host does not meet O(fail_on) - with the error when the host could not be
     audited or changed, else with its findings, one per line.
+  - With O(mode=enforce), a host whose only problem is what enforcement cannot do (the interlock refused its
+    plan, or its findings have no auto-fix) does not fail the task: it warns, and RV(cannot_fix) and the reports
+    say what the server needs, so that a rollout goes on past it. In check mode, a host whose findings the plan
+    removes does not fail either, so that its plan and diff show (a dry run of enforce).
   - An unreachable server fails the task instead of being marked unreachable, so that the play goes on to
     the report; RV(status) and the reports say C(unreachable).
 author:
@@ -159,6 +163,13 @@ changed_unknown:
 may_have_applied:
   description: With RV(changed_unknown), the steps of that round trip in words, any of which may have been applied.
   returned: with RV(changed_unknown)
+  type: list
+  elements: str
+cannot_fix:
+  description:
+    - With O(mode=enforce), why the host does not meet O(fail_on) that enforcement cannot change, one line each - the
+      interlock's reasons for refusing the plan (nothing was sent), or the findings without auto-fix. Empty otherwise.
+  returned: always
   type: list
   elements: str
 record:
