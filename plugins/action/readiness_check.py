@@ -92,4 +92,7 @@ class ActionModule(_enforce_action.EnforceAction):
             # A dry run of enforce (--check) judges the host by what the plan leaves: only cannot_fix remains, so
             # the hosts that would change are not failed, and their plan and diff show.
             result.update(failed=True, msg=summary["error"] or "; ".join(summary["findings"]))
+        elif blockers:
+            # Refused, yet the host meets fail_on: nothing fails, but the refusal is news.
+            self._display.warning(_text.visible("%s: enforcement refused its plan: %s" % (host, " ".join(blockers)), _text.MESSAGE_KEEP))
         return result
