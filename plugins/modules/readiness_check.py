@@ -23,7 +23,7 @@ description:
   - The task fails when the host does not meet O(fail_on) - with the error when the host could not be
     audited or changed, else with its findings, one per line.
   - With O(mode=enforce), a host whose only problem is what enforcement cannot do (the interlock refused its
-    plan, or its findings have no auto-fix) does not fail the task: it warns, and RV(cannot_fix) and the reports
+    plan, or its findings have no auto-fix) does not fail the task; it warns, and RV(cannot_fix) and the reports
     say what the server needs, so that a rollout goes on past it. In check mode, a host whose findings the plan
     removes does not fail either, so that its plan and diff show (a dry run of enforce).
   - An unreachable server fails the task instead of being marked unreachable, so that the play goes on to
