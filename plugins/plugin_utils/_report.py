@@ -170,6 +170,8 @@ def _host_entry(host: str, entry: Mapping, fail_on: str, include_facts: bool) ->
         "applied_changes": [str(step) for step in entry.get("applied_changes") or ()],
         # enforce mode: what keeps the host from meeting fail_on that enforcement cannot change (not a failure)
         "cannot_fix": [str(line) for line in entry.get("cannot_fix") or ()] if status == STATUS_OK else [],
+        # enforce mode: the other servers this host's (planned) changes change too (organisation-wide send connectors)
+        "also_changes": [str(server) for server in entry.get("also_changes") or ()],
         # how long the host's audit (and enforcement) took, measured by readiness_check; null when unknown
         "duration_seconds": round(float(entry["duration_seconds"]), 3) if isinstance(entry.get("duration_seconds"), (int, float)) else None,
         # fail_on never: nothing fails the run (errors are still reported everywhere); otherwise a host
@@ -388,6 +390,7 @@ def render_junit(report: Mapping) -> bytes:
             "planned_changes": "; ".join(entry.get("planned_changes") or ()) or None,
             "applied_changes": "; ".join(entry.get("applied_changes") or ()) or None,
             "cannot_fix": "; ".join(entry.get("cannot_fix") or ()) or None,
+            "also_changes": ", ".join(entry.get("also_changes") or ()) or None,
             "fqdn": (entry.get("server") or {}).get("fqdn"),
             "exchange_version": (entry.get("server") or {}).get("version"),
             "gathered_at": entry.get("gathered_at"),
@@ -506,7 +509,9 @@ def render_markdown(report: Mapping) -> str:
         key = "planned_changes" if report.get("dry_run") else "applied_changes"
         lines += ["", "## %s" % title, ""]
         changes = [entry for entry in report["hosts"] if entry.get(key)]
-        lines += ["- **%s**: %s" % (md(entry["host"]), md("; ".join(entry[key]))) for entry in changes] or ["None."]
+        lines += ["- **%s**: %s%s" % (md(entry["host"]), md("; ".join(entry[key])),
+                                      " - also changes %s (organisation-wide send connector)" % md(", ".join(entry["also_changes"]))
+                                      if entry.get("also_changes") else "") for entry in changes] or ["None."]
         unfixable = [entry for entry in report["hosts"] if entry.get("cannot_fix")]
         if unfixable:
             lines += ["", "## Not compliant, and enforcement cannot fix it", "",
@@ -656,6 +661,12 @@ def entry_from_result(result, host: str, mode: str, options: _findings.Options, 
         described = [str(step.get("description")) for step in steps if step.get("status") == status]
         if described:
             entry[key] = described
+        # A pin of an organisation-wide send connector changes what its other source servers present too,
+        # whichever batch of a rollout they are in: the change counts for them as well.
+        others = sorted({str(server) for step in steps if step.get("status") in (status, "unknown")
+                         for server in step.get("shared_with") or ()})
+        if others:
+            entry["also_changes"] = others
     if "certificates" not in facts:
         entry["error"] = entry["error"] or "the module returned no certificate facts"
         return entry
@@ -708,7 +719,7 @@ def cannot_fix(entry: Mapping, fail_on: str, blockers=(), planned: bool = False)
     when the host meets it, failed, or has findings enforcement should have fixed (which is a failure).
 
     blockers: the interlock's reasons for refusing the plan (nothing was sent). planned: check mode, where the findings
-    are those before the plan, and the ones the plan removes (auto_fix) do not count."""
+    are those before the plan."""
     if entry.get("error") or entry.get("unreachable") or entry.get("may_have_applied"):
         return []
     failing = failing_findings(entry.get("findings") or (), fail_on)
@@ -716,10 +727,12 @@ def cannot_fix(entry: Mapping, fail_on: str, blockers=(), planned: bool = False)
         return []
     if blockers:
         return [str(text) for text in blockers]
+    if planned:
+        # Before the plan runs, auto_fix false only means "not promised" (a pin of a shared send connector is
+        # never promised): a host with planned changes is judged after enforcement, one without has no fix.
+        return [] if entry.get("planned_changes") else finding_lines(failing)
     unfixable = [f for f in failing if not f.get("auto_fix")]
-    if planned or len(unfixable) == len(failing):
-        return finding_lines(unfixable)
-    return []
+    return finding_lines(unfixable) if len(unfixable) == len(failing) else []
 
 
 def record_path(directory: str, host: str) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 
-from tests.integration.playbook_runs import run_role
+from tests.integration.playbook_runs import hybrid_fleet, run_role, write_fleet
 from tests.lab.testing import REPO_ROOT, running_lab
 
 FLEET = os.path.join(REPO_ROOT, "tests", "lab", "fleets", "partial_batch.yml")
@@ -104,3 +104,23 @@ def test_a_dry_run_shows_the_plan_and_diff_of_every_host_that_would_change_and_r
     assert "(**dry run**: check mode, nothing was changed)" in run.summary
     # The host that enforcement cannot fix is reported as such in the dry run too.
     assert run.host("ex01")["cannot_fix"] and run.host("ex01")["planned_changes"] == []
+
+
+def test_a_pin_of_the_organisations_send_connector_says_it_changes_the_servers_outside_its_batch(tmp_path):
+    """Issue 14.1: the canary EX01 pins the one cloud send connector, whose other source servers (EX02, EX03, in
+    the next batches) then present the pinned certificate too: the plan, the dry run and the reports say so."""
+    fleet = hybrid_fleet({"EX01": "incident", "EX02": "healthy", "EX03": "healthy"})
+    with running_lab(write_fleet(tmp_path / "fleet.yml", fleet), tmp_path=tmp_path) as lab:
+        dry = run_role(lab.inventory, "enforce", tmp_path / "dry", "--check", "--limit", "ex01", "-v")
+        run = run_role(lab.inventory, "enforce", tmp_path / "run")
+        servers = lab.status()["servers"]
+
+    said = "(organisation-wide: also changes the certificate EX02, EX03 present to Exchange Online)"
+    assert dry.rc == 0 and said in dry.output, dry.output
+    assert dry.host("ex01")["also_changes"] == ["EX02", "EX03"] and any(said in step for step in dry.host("ex01")["planned_changes"])
+    assert run.rc == 0, run.output
+    assert [m["cmdlet"] for m in servers["EX01"]["mutations"]][-1] == "Set-SendConnector" and not servers["EX02"]["mutations"]
+    assert run.host("ex01")["also_changes"] == ["EX02", "EX03"] and any(said in step for step in run.host("ex01")["applied_changes"])
+    assert "also changes EX02, EX03 (organisation-wide send connector)" in run.summary
+    properties = {p.get("name"): p.get("value") for p in run.junit_suite("ex01").iter("property")}
+    assert properties["also_changes"] == "EX02, EX03"

@@ -585,3 +585,23 @@ def test_the_collection_version_comes_from_the_installed_manifest_or_galaxy_yml(
 def test_the_run_result_tells_not_compliant_from_broken(statuses, compliant, expected):
     """Issue 14.5: exit code 2 is both; report.json's result says which."""
     assert _report.run_result([{"status": status} for status in statuses], compliant) == expected
+
+
+CRITICAL_NO_FIX = {"id": "HM102", "severity": "critical", "title": "no trusted certificate", "auto_fix": False}
+CRITICAL_FIX = {"id": "HM101", "severity": "critical", "title": "ambiguous", "auto_fix": True}
+WARNING_NO_FIX = {"id": "HM301", "severity": "warning", "title": "expires soon", "auto_fix": False}
+
+
+@pytest.mark.parametrize("entry, blockers, planned, expected", [
+    ({"findings": [CRITICAL_NO_FIX]}, (), False, ["critical HM102: no trusted certificate"]),
+    ({"findings": [CRITICAL_NO_FIX, CRITICAL_FIX]}, (), False, []),  # enforcement should have fixed HM101: a failure
+    ({"findings": [WARNING_NO_FIX]}, (), False, []),  # meets fail_on critical
+    ({"findings": [CRITICAL_NO_FIX]}, ("mail.contoso.com has no certificate Exchange Online would trust",), False,
+     ["mail.contoso.com has no certificate Exchange Online would trust"]),
+    ({"findings": [CRITICAL_NO_FIX], "error": "boom"}, (), False, []),  # failed, not cannot-fix
+    ({"findings": [CRITICAL_NO_FIX], "planned_changes": ["pin"]}, (), True, []),  # judged after enforcement
+    ({"findings": [CRITICAL_FIX]}, (), True, ["critical HM101: ambiguous"]),  # a dry run with nothing planned
+])
+def test_cannot_fix_is_what_enforcement_cannot_change_never_a_failure(entry, blockers, planned, expected):
+    """Issue 12.2: the hosts that must not count as failed in a rollout."""
+    assert _report.cannot_fix(entry, "critical", blockers, planned=planned) == expected
