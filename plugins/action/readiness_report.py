@@ -155,34 +155,10 @@ class ActionModule(ActionBase):
             } for entry in report["hosts"]},
             fleet_findings=_report.finding_lines(report["fleet"]["findings"]),
         )
-        stop = rollout_stop(report, registered, args)
+        # A failure of this run-once task fails every host of the batch, which ends the play.
+        stop = _report.rollout_stop(report, [host for host in args["hosts"] if registered.get(host) is None], args["batch"],
+                                    args["max_fail_percentage"])
         if stop:
             result.update(failed=True, msg=stop)
         return result
 
-
-def rollout_stop(report: dict, registered: dict, args: dict) -> str | None:
-    """Why the play must stop after this batch, or None.
-
-    More than max_fail_percentage of this batch failed, and a batch follows: the next batch must not change
-    anything. Hosts that only need what enforcement cannot do (cannot_fix) are not failed. After the last
-    batch of an enforce run: the hosts that are still not compliant because enforcement cannot fix them
-    (the run must not end as if it had succeeded). A failure of this run-once task fails every host of the
-    batch, so that ansible-playbook stops the play (a batch whose hosts all failed ends the play)."""
-    entries = {entry["host"]: entry for entry in report["hosts"]}
-    pending = [host for host in args["hosts"] if registered.get(host) is None]
-    batch = [host for host in args["batch"] or () if host in entries]
-    if pending and batch and args["max_fail_percentage"] is not None:
-        failed = [host for host in batch if entries[host]["status"] != _report.STATUS_OK
-                  or not (entries[host]["compliant"] or entries[host]["cannot_fix"] or report["dry_run"])]
-        if failed and len(failed) * 100 > args["max_fail_percentage"] * len(batch):
-            return ("the rollout stops here: %d of the %d hosts of this batch failed (%s), more than max_fail_percentage %d%%; "
-                    "the %d hosts of the next batches (%s) were not contacted" % (
-                        len(failed), len(batch), ", ".join(failed), args["max_fail_percentage"], len(pending),
-                        ", ".join(pending[:10]) + (" and %d more" % (len(pending) - 10) if len(pending) > 10 else "")))
-    if not pending and args["mode"] == "enforce":
-        unfixable = [entry for entry in report["hosts"] if entry["cannot_fix"]]
-        if unfixable:
-            return "%d hosts are not compliant and enforcement cannot fix them: %s" % (
-                len(unfixable), " ".join("%s: %s." % (entry["host"], "; ".join(entry["cannot_fix"])) for entry in unfixable))
-    return None

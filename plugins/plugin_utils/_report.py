@@ -607,6 +607,33 @@ def write_reports(directory: str, run: Mapping, facts_of: Callable[[str], Mappin
     return dict(paths, compliant=report["compliant"], report=report)
 
 
+def rollout_stop(report: Mapping, pending, batch, max_fail_percentage: int | None) -> str | None:
+    """Why a serial play must stop after this batch (the report task then fails), or None.
+
+    pending: the play's hosts without a result yet (the next batches); batch: this batch's hosts. More than
+    max_fail_percentage of the batch failed and a batch follows: the next batch must change nothing. A host
+    that only needs what enforcement cannot do (cannot_fix), or in a dry run would change, is not failed.
+    After the last batch of an enforce run: the hosts enforcement cannot fix, so that the run does not end
+    as if it had succeeded."""
+    entries = {entry["host"]: entry for entry in report["hosts"]}
+    pending = list(pending)
+    batch = [host for host in batch or () if host in entries]
+    if pending and batch and max_fail_percentage is not None:
+        failed = [host for host in batch if entries[host]["status"] != STATUS_OK
+                  or not (entries[host]["compliant"] or entries[host]["cannot_fix"] or report.get("dry_run"))]
+        if failed and len(failed) * 100 > max_fail_percentage * len(batch):
+            return ("the rollout stops here: %d of the %d hosts of this batch failed (%s), more than max_fail_percentage %d%%; "
+                    "the %d hosts of the next batches (%s) were not contacted" % (
+                        len(failed), len(batch), ", ".join(failed), max_fail_percentage, len(pending),
+                        ", ".join(pending[:10]) + (" and %d more" % (len(pending) - 10) if len(pending) > 10 else "")))
+    if not pending and report["mode"] == "enforce":
+        unfixable = [entry for entry in report["hosts"] if entry["cannot_fix"]]
+        if unfixable:
+            return "%d hosts are not compliant and enforcement cannot fix them: %s" % (
+                len(unfixable), " ".join("%s: %s." % (entry["host"], "; ".join(entry["cannot_fix"])) for entry in unfixable))
+    return None
+
+
 def collection_version(root: str) -> str | None:
     """The version of the collection whose files are at root: MANIFEST.json's collection_info.version when
     installed (ansible-galaxy collection install), else galaxy.yml's version (a source tree); None when

@@ -605,3 +605,34 @@ WARNING_NO_FIX = {"id": "HM301", "severity": "warning", "title": "expires soon",
 def test_cannot_fix_is_what_enforcement_cannot_change_never_a_failure(entry, blockers, planned, expected):
     """Issue 12.2: the hosts that must not count as failed in a rollout."""
     assert _report.cannot_fix(entry, "critical", blockers, planned=planned) == expected
+
+
+def _rollout(statuses, mode="enforce", dry_run=False):
+    """A report with hosts {name: (status, compliant, cannot_fix)}."""
+    return {"mode": mode, "dry_run": dry_run, "hosts": [
+        {"host": host, "status": status, "compliant": compliant, "cannot_fix": list(cannot_fix)}
+        for host, (status, compliant, cannot_fix) in statuses.items()]}
+
+
+OK_HOST, FAILED_HOST, UNFIXABLE = ("ok", True, ()), ("failed", False, ()), ("ok", False, ("install a certificate",))
+
+
+def test_rollout_stop_counts_the_failed_hosts_of_the_batch_when_a_batch_follows():
+    report = _rollout({"ex01": OK_HOST, "ex02": OK_HOST, "ex03": FAILED_HOST, "ex04": OK_HOST, "ex05": OK_HOST})
+    batch = ["ex02", "ex03", "ex04", "ex05"]
+    assert _report.rollout_stop(report, ["ex06"], batch, 10) == (
+        "the rollout stops here: 1 of the 4 hosts of this batch failed (ex03), more than max_fail_percentage 10%; "
+        "the 1 hosts of the next batches (ex06) were not contacted")
+    assert _report.rollout_stop(report, ["ex06"], batch, 25) is None  # 25 % is not more than 25 %
+    assert _report.rollout_stop(report, ["ex06"], batch, None) is None
+    # cannot_fix is not failed; nor is a host not compliant before a dry run's planned change.
+    assert _report.rollout_stop(_rollout({"ex01": UNFIXABLE}), ["ex02"], ["ex01"], 0) is None
+    assert _report.rollout_stop(_rollout({"ex01": ("ok", False, ())}, dry_run=True), ["ex02"], ["ex01"], 0) is None
+    assert _report.rollout_stop(_rollout({"ex01": ("ok", False, ())}), ["ex02"], ["ex01"], 0).startswith("the rollout stops here")
+
+
+def test_rollout_stop_after_the_last_enforce_batch_names_the_hosts_enforcement_cannot_fix():
+    report = _rollout({"ex01": UNFIXABLE, "ex02": OK_HOST})
+    assert _report.rollout_stop(report, [], ["ex02"], 25) == (
+        "1 hosts are not compliant and enforcement cannot fix them: ex01: install a certificate.")
+    assert _report.rollout_stop(_rollout({"ex01": UNFIXABLE}, mode="audit"), [], ["ex01"], 25) is None
