@@ -23,6 +23,7 @@ ARGUMENT_SPEC = dict(
     _enforce_action.SMTP_CERTIFICATE_SPEC,
     mode=dict(type="str", default="audit", choices=["audit", "enforce"]),
     report_dir=dict(type="path", required=True),
+    dry_run=dict(type="bool", default=False),
     **_args.FINDINGS_SPEC,
 )
 
@@ -67,7 +68,7 @@ class ActionModule(_enforce_action.EnforceAction):
             outcome = dict(outcome, failed=False, msg=None)
         entry = _report.entry_from_result(outcome, host, args["mode"], options, exemptions, dry_run=check_mode)
         entry["duration_seconds"] = duration
-        if args["mode"] == "enforce":
+        if args["mode"] == "enforce" and (args["dry_run"] or not check_mode):
             entry["cannot_fix"] = _report.cannot_fix(entry, args["fail_on"], blockers, planned=check_mode)
         summary = _report.host_summary(host, entry, args["fail_on"])
         result.update(summary, changed=bool(entry.get("changed")), plan=[step["description"] for step in outcome.get("plan") or ()])
@@ -88,7 +89,7 @@ class ActionModule(_enforce_action.EnforceAction):
             # a rollout goes on past a server that needs a certificate installed first.
             result["msg"] = "%s: not compliant, and enforcement cannot fix it: %s" % (host, "; ".join(summary["cannot_fix"]))
             self._display.warning(_text.visible(result["msg"], _text.MESSAGE_KEEP))
-        elif summary["error"] or not (summary["compliant"] or args["mode"] == "enforce" and check_mode):
+        elif summary["error"] or not (summary["compliant"] or args["dry_run"] and args["mode"] == "enforce" and check_mode):
             # A dry run of enforce (--check) judges the host by what the plan leaves: only cannot_fix remains, so
             # the hosts that would change are not failed, and their plan and diff show.
             result.update(failed=True, msg=summary["error"] or "; ".join(summary["findings"]))

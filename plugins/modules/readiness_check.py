@@ -24,8 +24,8 @@ description:
     audited or changed, else with its findings, one per line.
   - With O(mode=enforce), a host whose only problem is what enforcement cannot do (the interlock refused its
     plan, or its findings have no auto-fix) does not fail the task; it warns, and RV(cannot_fix) and the reports
-    say what the server needs, so that a rollout goes on past it. In check mode, a host whose findings the plan
-    removes does not fail either, so that its plan and diff show (a dry run of enforce).
+    say what the server needs, so that a rollout goes on past it. With O(dry_run), in check mode, a host with
+    planned changes does not fail either, so that its plan and diff show.
   - An unreachable server fails the task instead of being marked unreachable, so that the play goes on to
     the report; RV(status) and the reports say C(unreachable).
 author:
@@ -83,6 +83,13 @@ options:
         the event log.
     type: int
     default: 0
+  dry_run:
+    description:
+      - With O(mode=enforce) in check mode, judge the host by what its plan leaves (a dry run of enforcement) - a host
+        with planned changes does not fail, so that its plan and diff show. The role sets it in
+        C(playbooks/remediate.yml) only; the audit playbook fails every host that does not meet O(fail_on).
+    type: bool
+    default: false
   report_dir:
     description:
       - Directory on the controller of the run's reports. The host's record goes to its C(hosts/) subdirectory
