@@ -38,8 +38,8 @@ def mail_flow(lab) -> None:
                     for c in server.get("certificates") or ()}
         offered = subjects.get(flow.get("outbound_certificate")) or (flow.get("selection") or {}).get("failure") or "-"
         gateway = flow.get("gateway") or {}
-        verdict = "accepted" if flow.get("delivered") else (gateway.get("reason") or (flow.get("last_error") or "")[:40])
-        print("%-7s %-7s %5s  %-52s %s" % (name, queue.get("status"), queue.get("message_count"), str(offered)[:52], verdict))
+        verdict = "accepted" if flow.get("delivered") else (gateway.get("reason") or flow.get("last_error") or "")
+        print("%-7s %-7s %5s  %-52s %s" % (name, queue.get("status"), queue.get("message_count"), offered, verdict))  # never cut: the reason is the point
 
 
 def playbook(name: str, lab, stage: str, *extra: str) -> int:

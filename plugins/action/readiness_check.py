@@ -13,6 +13,8 @@ leave the play, and a batch of unreachable hosts would leave no report).
 
 from __future__ import annotations
 
+import time
+
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _enforce_action, _report, _runlock, _text
@@ -21,6 +23,7 @@ ARGUMENT_SPEC = dict(
     _enforce_action.SMTP_CERTIFICATE_SPEC,
     mode=dict(type="str", default="audit", choices=["audit", "enforce"]),
     report_dir=dict(type="path", required=True),
+    dry_run=dict(type="bool", default=False),
     **_args.FINDINGS_SPEC,
 )
 
@@ -52,8 +55,21 @@ class ActionModule(_enforce_action.EnforceAction):
         except (_runlock.LockError, OSError) as exc:
             return dict(result, failed=True, msg="%s: not contacted: %s" % (host, exc))
 
-        outcome = self.enforce({}, args, host, check_mode=args["mode"] == "audit" or self._task.check_mode)
-        entry = _report.entry_from_result(outcome, host, args["mode"], options, exemptions)
+        check_mode = args["mode"] == "audit" or self._task.check_mode
+        started = time.monotonic()
+        outcome = self.enforce({}, args, host, check_mode=check_mode)
+        duration = time.monotonic() - started
+        blockers = ()
+        if args["mode"] == "enforce" and outcome.get("blocked") and outcome.get("failed"):
+            # The interlock refused the plan whole and nothing was sent: the server needs what enforcement
+            # cannot do (cannot_fix below), which is no failure of the rollout.
+            prefix = "%s: " % host
+            blockers = [text[len(prefix):] if text.startswith(prefix) else text for text in outcome["blocked"]]
+            outcome = dict(outcome, failed=False, msg=None)
+        entry = _report.entry_from_result(outcome, host, args["mode"], options, exemptions, dry_run=check_mode)
+        entry["duration_seconds"] = duration
+        if args["mode"] == "enforce" and (args["dry_run"] or not check_mode):
+            entry["cannot_fix"] = _report.cannot_fix(entry, args["fail_on"], blockers, planned=check_mode)
         summary = _report.host_summary(host, entry, args["fail_on"])
         result.update(summary, changed=bool(entry.get("changed")), plan=[step["description"] for step in outcome.get("plan") or ()])
         if entry.get("may_have_applied"):
@@ -68,6 +84,16 @@ class ActionModule(_enforce_action.EnforceAction):
             return dict(result, failed=True, msg="%s: cannot write the host record for the report: %s. %s" % (
                 host, exc, summary["error"] or "; ".join(summary["findings"]) or "The host itself is ready."))
         result.update(record=record["path"], record_id=record["record_id"])
-        if not summary["compliant"]:
+        if summary["cannot_fix"]:
+            # Reported (here, in the reports, and by the last batch's report task), never counted as a failed host:
+            # a rollout goes on past a server that needs a certificate installed first.
+            result["msg"] = "%s: not compliant, and enforcement cannot fix it: %s" % (host, "; ".join(summary["cannot_fix"]))
+            self._display.warning(_text.visible(result["msg"], _text.MESSAGE_KEEP))
+        elif summary["error"] or not (summary["compliant"] or args["dry_run"] and args["mode"] == "enforce" and check_mode):
+            # A dry run of enforce (--check) judges the host by what the plan leaves: only cannot_fix remains, so
+            # the hosts that would change are not failed, and their plan and diff show.
             result.update(failed=True, msg=summary["error"] or "; ".join(summary["findings"]))
+        elif blockers:
+            # Refused, yet the host meets fail_on: nothing fails, but the refusal is news.
+            self._display.warning(_text.visible("%s: enforcement refused its plan: %s" % (host, " ".join(blockers)), _text.MESSAGE_KEEP))
         return result

@@ -24,21 +24,27 @@ ARGUMENT_SPEC = dict(
     mode=dict(type="str", default="audit", choices=["audit", "enforce"]),
     min_key_size=dict(type="int", default=2048),
     validate_only=dict(type="bool", default=False),
+    # The hosts of this batch of a serial play, as it starts (ansible_play_batch in the validate_only task,
+    # which returns it): a host failed inside the role's block leaves ansible_play_batch, and Ansible's own
+    # max_fail_percentage does not count it until the batch ends, after the next batch was decided.
+    batch=dict(type="list", elements="str"),
+    max_fail_percentage=dict(type="int"),
     **_args.FINDINGS_SPEC,
 )
 
 
 def registered_results(hostvars, hosts, name) -> dict:
-    """{host: the value each host registered under name}.
+    """{host: the value each host registered under name}, through hostvars, Ansible's public view of every
+    host's variables (the variable manager's private caches are not an API to build on)."""
+    found = {}
+    for host in hosts:
+        if host in hostvars:
+            found[host] = hostvars[host].get(name)
+    return found
 
-    hostvars[host] computes every variable of that host (inventory, groups, facts), tens of
-    milliseconds a host, which made this task the slowest of a fleet run; a registered result is a
-    non-persistent fact, which the variable manager keeps per host. The public path is the fallback.
-    """
-    cache = getattr(getattr(hostvars, "_variable_manager", None), "_nonpersistent_fact_cache", None)
-    if isinstance(cache, dict):
-        return {host: cache[host].get(name) for host in hosts if host in cache}
-    return {host: hostvars[host].get(name) for host in hosts if host in hostvars}
+
+# This file is <collection>/plugins/action/readiness_report.py.
+COLLECTION_VERSION = _report.collection_version(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def check_report_dir(directory: str) -> None:
@@ -89,7 +95,7 @@ class ActionModule(ActionBase):
             except _runlock.LockError as exc:
                 return dict(result, failed=True, msg="%s No server was contacted." % exc)
             return dict(result, changed=False, run_id=lock["run_id"], lock=_runlock.lock_path(args["report_dir"]),
-                        msg="options valid; reports can be written to %s" % args["report_dir"])
+                        batch=list(args["batch"] or ()), msg="options valid; reports can be written to %s" % args["report_dir"])
         try:
             _runlock.check(args["report_dir"])
         except (_runlock.LockError, OSError) as exc:
@@ -117,10 +123,10 @@ class ActionModule(ActionBase):
         def facts_of(host):
             return host_entry(registered.get(host), options, (), host, args["mode"]).get("facts")
 
-        run = {"hosts": hosts, "mode": args["mode"], "fail_on": args["fail_on"],
+        run = {"hosts": hosts, "mode": args["mode"], "fail_on": args["fail_on"], "dry_run": bool(self._task.check_mode),
                "options": {key: args[key] for key in _args.THRESHOLDS},
                "fleet_findings": [finding.to_dict() for finding in _findings.fleet_findings(fleet)],
-               "collection_version": "0.1.0"}
+               "collection_version": COLLECTION_VERSION}
         try:
             written = _report.write_reports(args["report_dir"], run, facts_of=facts_of)
         except (_report.ReportError, OSError) as exc:
@@ -129,12 +135,13 @@ class ActionModule(ActionBase):
         report = written["report"]
         totals = report["totals"]
         self._display.display(
-            "hybrid readiness: %d hosts, %d not compliant (%d critical, %d warning findings); reports: %s, %s, %s" % (
-                totals["hosts"], totals["non_compliant_hosts"], totals["findings"]["critical"], totals["findings"]["warning"],
+            "hybrid readiness: %s: %d hosts, %d not compliant (%d critical, %d warning findings); reports: %s, %s, %s" % (
+                report["result"], totals["hosts"], totals["non_compliant_hosts"], totals["findings"]["critical"], totals["findings"]["warning"],
                 written["markdown"], written["junit"], written["json"]))
         result.update(
             changed=False,
             compliant=report["compliant"],
+            result=report["result"],
             fleet_compliant=report["fleet"]["compliant"],
             totals=report["totals"],
             reports={kind: written[kind] for kind in ("json", "junit", "markdown")},
@@ -144,7 +151,14 @@ class ActionModule(ActionBase):
                 "error": entry["error"],
                 "counts": entry["counts"],
                 "findings": _report.finding_lines(entry["findings"]),
+                "cannot_fix": entry["cannot_fix"],
             } for entry in report["hosts"]},
             fleet_findings=_report.finding_lines(report["fleet"]["findings"]),
         )
+        # A failure of this run-once task fails every host of the batch, which ends the play.
+        stop = _report.rollout_stop(report, [host for host in args["hosts"] if registered.get(host) is None], args["batch"],
+                                    args["max_fail_percentage"])
+        if stop:
+            result.update(failed=True, msg=stop)
         return result
+

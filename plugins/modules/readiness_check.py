@@ -22,6 +22,10 @@ description:
     and a failing host prints a few lines instead of its facts.
   - The task fails when the host does not meet O(fail_on) - with the error when the host could not be
     audited or changed, else with its findings, one per line.
+  - With O(mode=enforce), a host whose only problem is what enforcement cannot do (the interlock refused its
+    plan, or its findings have no auto-fix) does not fail the task; it warns, and RV(cannot_fix) and the reports
+    say what the server needs, so that a rollout goes on past it. With O(dry_run), in check mode, a host with
+    planned changes does not fail either, so that its plan and diff show.
   - An unreachable server fails the task instead of being marked unreachable, so that the play goes on to
     the report; RV(status) and the reports say C(unreachable).
 author:
@@ -79,6 +83,13 @@ options:
         the event log.
     type: int
     default: 0
+  dry_run:
+    description:
+      - With O(mode=enforce) in check mode, judge the host by what its plan leaves (a dry run of enforcement) - a host
+        with planned changes does not fail, so that its plan and diff show. The role sets it in
+        C(playbooks/remediate.yml) only; the audit playbook fails every host that does not meet O(fail_on).
+    type: bool
+    default: false
   report_dir:
     description:
       - Directory on the controller of the run's reports. The host's record goes to its C(hosts/) subdirectory
@@ -97,14 +108,14 @@ EXAMPLES = r"""
   block:
     - name: Audit
       hybridmail.exchange.readiness_check:
-        report_dir: "{{ playbook_dir }}/reports"
+        report_dir: hybrid_readiness_reports
         event_lookback_days: 7
       register: hybrid_readiness_host
   always:
     - name: Reports
       hybridmail.exchange.readiness_report:
         hosts: "{{ ansible_play_hosts_all }}"
-        report_dir: "{{ playbook_dir }}/reports"
+        report_dir: hybrid_readiness_reports
       run_once: true
       delegate_to: localhost
 
@@ -159,6 +170,13 @@ changed_unknown:
 may_have_applied:
   description: With RV(changed_unknown), the steps of that round trip in words, any of which may have been applied.
   returned: with RV(changed_unknown)
+  type: list
+  elements: str
+cannot_fix:
+  description:
+    - With O(mode=enforce), why the host does not meet O(fail_on) that enforcement cannot change, one line each - the
+      interlock's reasons for refusing the plan (nothing was sent), or the findings without auto-fix. Empty otherwise.
+  returned: always
   type: list
   elements: str
 record:

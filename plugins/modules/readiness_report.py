@@ -71,13 +71,27 @@ options:
         the same directory, is found before the first server is changed.
     type: bool
     default: false
+  batch:
+    description:
+      - The hosts of this batch of a C(serial) play as it starts (C(ansible_play_batch) in the O(validate_only)
+        task, which returns it as RV(batch)). With O(max_fail_percentage), the report task fails when more than
+        that share of them failed and a batch follows, so that the next batch changes nothing. Ansible's own
+        C(max_fail_percentage) does not count a host that fails inside a block with C(always) until its batch has
+        ended, so it cannot stop a rollout whose batch partly failed.
+    type: list
+    elements: str
+  max_fail_percentage:
+    description:
+      - See O(batch). A host whose only problem is what enforcement cannot fix (RV(hosts) C(cannot_fix)) is not
+        failed. After the last batch of an C(enforce) run, the task fails when such hosts remain.
+    type: int
 """
 
 EXAMPLES = r"""
 - name: Write the fleet reports once
   hybridmail.exchange.readiness_report:
     hosts: "{{ ansible_play_hosts_all }}"
-    report_dir: "{{ playbook_dir }}/reports"
+    report_dir: hybrid_readiness_reports
   run_once: true
   register: readiness
 """
@@ -87,6 +101,13 @@ compliant:
   description: Every host and the fleet meet O(fail_on).
   returned: success
   type: bool
+result:
+  description:
+    - C(compliant) (the playbook exits 0), C(not_compliant) (every host was judged, some or the fleet miss O(fail_on))
+      or C(broken) (some host failed, was unreachable or was not run, so the verdict is incomplete); both exit 2.
+  returned: success
+  type: str
+  sample: not_compliant
 fleet_compliant:
   description: The fleet-wide findings meet O(fail_on).
   returned: success
@@ -100,7 +121,9 @@ reports:
   returned: success
   type: dict
 hosts:
-  description: Per host C(compliant), C(status) (ok, failed, unreachable), C(error), C(counts) and C(findings) (one line each).
+  description:
+    - Per host C(compliant), C(status) (ok, failed, unreachable), C(error), C(counts), C(findings) (one line each) and
+      C(cannot_fix) (what keeps an enforced host from being compliant that enforcement cannot change).
   returned: success
   type: dict
 fleet_findings:
@@ -116,4 +139,9 @@ lock:
   description: The path of the report directory's lock, which this run now holds.
   returned: with O(validate_only=true), on success
   type: str
+batch:
+  description: O(batch) as given, for the report task of the same batch.
+  returned: with O(validate_only=true), on success
+  type: list
+  elements: str
 """

@@ -172,4 +172,9 @@ notes:
   returned: always
   type: list
   elements: str
+blocked:
+  description: The interlock's reasons for refusing the plan whole (the task fails with them; nothing was sent).
+  returned: when the plan was refused
+  type: list
+  elements: str
 """

@@ -94,8 +94,8 @@ seealso:
 EXAMPLES = r"""
 - name: Preflight one server first
   hybridmail.exchange.server_preflight:
-    diagnostics_dir: "{{ playbook_dir }}/reports/preflight/diagnostics"
-    report_dir: "{{ playbook_dir }}/reports/preflight"
+    diagnostics_dir: hybrid_readiness_reports/preflight/diagnostics
+    report_dir: hybrid_readiness_reports/preflight
   register: preflight
 
 - name: Preflight for a read-only audit account (a missing enforce role is only a warning)

@@ -145,6 +145,8 @@ class EnforceAction(ActionBase):
         if not self._task.diff:
             facts.pop("diff", None)
         result.update(facts)
+        if planned.plan.blocked:
+            result["blocked"] = list(planned.plan.blockers)  # the interlock refused the plan: nothing was sent
         if failure:
             result.update(failed=True, msg=failure)
         return result

@@ -108,7 +108,13 @@ class Step:
 
     def describe(self) -> str:
         if self.action == PIN_CONNECTOR:
-            return "set TlsCertificateName of %s connector '%s' to %s" % (self.connector_kind, self.target, self.tls_certificate_name)
+            text = "set TlsCertificateName of %s connector '%s' to %s" % (self.connector_kind, self.target, self.tls_certificate_name)
+            if self.shared_with:
+                # A send connector is organisation-wide: the pin changes what its other source servers present
+                # too, whichever batch of a rollout they are in.
+                shown = ", ".join(self.shared_with[:10]) + (" and %d more" % (len(self.shared_with) - 10) if len(self.shared_with) > 10 else "")
+                text += " (organisation-wide: also changes the certificate %s present to Exchange Online)" % shown
+            return text
         if self.action == REMOVE_CERTIFICATE:
             return "remove certificate %s" % self.target
         what = {ENABLE_SMTP: "enable SMTP on %s", RESTORE_INTERNAL_TRANSPORT: "restore %s as the internal transport certificate",

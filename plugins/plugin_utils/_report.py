@@ -46,7 +46,6 @@ FILE_NAMES = {"json": "report.json", "junit": "junit.xml", "markdown": "summary.
 STATUS_OK, STATUS_FAILED, STATUS_UNREACHABLE = "ok", "failed", "unreachable"
 FLEET_SUITE = "fleet"
 AUDIT_CASE = "audit"
-TOP_FINDINGS = 3
 
 _FAILING_SEVERITIES = (_catalogue.CRITICAL, _catalogue.WARNING)
 
@@ -163,6 +162,15 @@ def _host_entry(host: str, entry: Mapping, fail_on: str, include_facts: bool) ->
         "changed": None if may_have_applied else changed if isinstance(changed, bool) else None,
         "changed_unknown": bool(may_have_applied),
         "may_have_applied": may_have_applied,
+        # enforce mode: the steps of a dry run (check mode: planned, nothing sent) or those the server applied
+        "planned_changes": [str(step) for step in entry.get("planned_changes") or ()],
+        "applied_changes": [str(step) for step in entry.get("applied_changes") or ()],
+        # enforce mode: what keeps the host from meeting fail_on that enforcement cannot change (not a failure)
+        "cannot_fix": [str(line) for line in entry.get("cannot_fix") or ()] if status == STATUS_OK else [],
+        # enforce mode: the other servers this host's (planned) changes change too (organisation-wide send connectors)
+        "also_changes": [str(server) for server in entry.get("also_changes") or ()],
+        # how long the host's audit (and enforcement) took, measured by readiness_check; null when unknown
+        "duration_seconds": round(float(entry["duration_seconds"]), 3) if isinstance(entry.get("duration_seconds"), (int, float)) else None,
         # fail_on never: nothing fails the run (errors are still reported everywhere); otherwise a host
         # that was not audited cannot be called compliant.
         "compliant": fail_on == "never" or (status == STATUS_OK and _compliance.compliance(findings, fail_on)),
@@ -205,19 +213,25 @@ def build_report(run: Mapping) -> dict:
         "unreachable": sum(1 for entry in hosts if entry["status"] == STATUS_UNREACHABLE),
         "changed": sum(1 for entry in hosts if entry["changed"]),
         "changed_unknown": sum(1 for entry in hosts if entry["changed_unknown"]),
+        "planned_changes": sum(1 for entry in hosts if entry["planned_changes"]),
         "non_compliant_hosts": sum(1 for entry in hosts if not entry["compliant"]),
+        "cannot_fix": sum(1 for entry in hosts if entry["cannot_fix"]),
         "findings": {key: sum(entry["counts"][key] for entry in hosts) + _compliance.counts(fleet)[key]
                      for key in _catalogue.SEVERITIES + ("exempted",)},
     }
     fleet_compliant = _compliance.compliance(fleet, fail_on)
+    compliant = all(entry["compliant"] for entry in hosts) and fleet_compliant
     report = {
         "schema": SCHEMA,
         "version": VERSION,
         "generated_at": _generated_at(run.get("generated_at")),
         "collection": {"name": COLLECTION, "version": run.get("collection_version")},
         "mode": mode,
+        # enforce mode in check mode (--check): nothing was sent; planned_changes say what enforce would do
+        "dry_run": bool(run.get("dry_run")) and mode == "enforce",
         "fail_on": fail_on,
-        "compliant": all(entry["compliant"] for entry in hosts) and fleet_compliant,
+        "compliant": compliant,
+        "result": run_result(hosts, compliant),
         "options": dict(run.get("options") or {}),
         "totals": totals,
         "checks": [check.to_dict() for check in _catalogue.CHECKS],
@@ -230,6 +244,18 @@ def build_report(run: Mapping) -> dict:
         },
     }
     return _clean(report)
+
+
+RESULT_COMPLIANT, RESULT_NOT_COMPLIANT, RESULT_BROKEN = "compliant", "not_compliant", "broken"
+
+
+def run_result(hosts: list, compliant: bool) -> str:
+    """What the run's exit code 2 means, for a pipeline: "broken" when some host could not be audited or
+    enforced (failed, unreachable, not run), so the verdict is incomplete; "not_compliant" when every host
+    was judged and some (or the fleet) miss fail_on; "compliant" (exit code 0) otherwise."""
+    if any(entry["status"] != STATUS_OK for entry in hosts):
+        return RESULT_BROKEN
+    return RESULT_COMPLIANT if compliant else RESULT_NOT_COMPLIANT
 
 
 def render_json(report: Mapping) -> str:
@@ -278,15 +304,29 @@ def _finding_text(finding: Mapping) -> str:
     return "\n".join(lines)
 
 
-def _add_case(suite: ET.Element, classname: str, name: str, counters: dict) -> ET.Element:
+def junit_classname(host: str) -> str:
+    """A testcase classname for a host. Jenkins (and the xunit plugin) split a classname at its last dot into
+    package and class, which would file ex01.contoso.com as class "com" of package "ex01.contoso": the
+    dots of a host name become underscores (the testsuite keeps the name as it is)."""
+    return host.replace(".", "_")
+
+
+def _add_case(suite: ET.Element, classname: str, name: str, counters: dict, seconds: float = 0.0) -> ET.Element:
     counters["tests"] += 1
-    return ET.SubElement(suite, "testcase", {"classname": xml_text(classname), "name": xml_text(name), "time": "0"})
+    return ET.SubElement(suite, "testcase", {"classname": xml_text(junit_classname(classname)), "name": xml_text(name),
+                                             "time": _seconds(seconds)})
 
 
-def _check_case(suite, classname, check: Mapping, findings: list, counters: dict) -> None:
+def _seconds(value) -> str:
+    return "%.3f" % value if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0 else "0"
+
+
+def _check_case(suite, classname, check: Mapping, findings: list, counters: dict, fail_on: str = "critical") -> None:
     case = _add_case(suite, classname, _case_name(check), counters)
     active = [f for f in findings if not f.get("exemption")]
-    failing = [f for f in active if f["severity"] in _FAILING_SEVERITIES]
+    # Only what fails the run under fail_on is a <failure>: a warning under fail_on critical passes, its
+    # details in <system-out>, so that the pipeline's test result and the run's exit code agree.
+    failing = failing_findings(active, fail_on)
     details = "\n\n".join(_finding_text(f) for f in findings)
     if failing:
         counters["failures"] += 1
@@ -309,15 +349,16 @@ def _properties(suite: ET.Element, values: Mapping) -> None:
             ET.SubElement(properties, "property", {"name": name, "value": xml_text(value)})
 
 
-def _suite(root: ET.Element, name: str, timestamp: str) -> tuple[ET.Element, dict]:
-    suite = ET.SubElement(root, "testsuite", {"name": xml_text(name), "timestamp": timestamp[:19], "time": "0"})
+def _suite(root: ET.Element, name: str, timestamp: str, seconds: float = 0.0) -> tuple[ET.Element, dict]:
+    suite = ET.SubElement(root, "testsuite", {"name": xml_text(name), "timestamp": timestamp[:19], "time": _seconds(seconds)})
     return suite, {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
 
 
 def _close_suite(suite: ET.Element, counters: dict, totals: dict) -> None:
     for key, value in counters.items():
         suite.set(key, str(value))
-        totals[key] += value
+        if key in totals:  # <testsuites> has no skipped attribute in the Jenkins/xunit JUnit schema
+            totals[key] += value
 
 
 def render_junit(report: Mapping) -> bytes:
@@ -325,29 +366,39 @@ def render_junit(report: Mapping) -> bytes:
     unreachable) and one testcase per server check of the catalogue (a <failure> per check with
     critical or warning findings, <skipped> when all its findings are exempt or the host was not
     audited, passing otherwise, info findings in <system-out>), then a "fleet" testsuite."""
-    root = ET.Element("testsuites", {"name": "%s hybrid readiness" % COLLECTION, "time": "0"})
-    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    root = ET.Element("testsuites", {"name": "%s hybrid readiness" % COLLECTION})
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    fail_on = report.get("fail_on") or "critical"
     timestamp = report["generated_at"]
     server_checks = [check for check in report["checks"] if check["scope"] == "server"]
     fleet_checks = [check for check in report["checks"] if check["scope"] == "fleet"]
 
+    elapsed = 0.0
     for entry in report["hosts"]:
         host = entry["host"]
-        suite, counters = _suite(root, host, timestamp)
+        seconds = entry.get("duration_seconds") or 0.0
+        elapsed += seconds
+        suite, counters = _suite(root, host, timestamp, seconds)
         _properties(suite, {
             "status": entry["status"],
             "compliant": str(entry["compliant"]).lower(),
             "changed": "unknown" if entry["changed_unknown"] else None if entry["changed"] is None else str(entry["changed"]).lower(),
             "may_have_applied": "; ".join(entry["may_have_applied"]) or None,
+            "planned_changes": "; ".join(entry.get("planned_changes") or ()) or None,
+            "applied_changes": "; ".join(entry.get("applied_changes") or ()) or None,
+            "cannot_fix": "; ".join(entry.get("cannot_fix") or ()) or None,
+            "also_changes": ", ".join(entry.get("also_changes") or ()) or None,
             "fqdn": (entry.get("server") or {}).get("fqdn"),
             "exchange_version": (entry.get("server") or {}).get("version"),
             "gathered_at": entry.get("gathered_at"),
         })
-        case = _add_case(suite, host, AUDIT_CASE, counters)
+        case = _add_case(suite, host, AUDIT_CASE, counters, seconds)
         if entry["status"] != STATUS_OK:
             counters["errors"] += 1
             error = ET.SubElement(case, "error", {"type": entry["status"], "message": xml_text(entry["error"])})
-            error.text = xml_text("%s: %s" % (host, entry["error"]))
+            # Most errors already start with the host's name.
+            text = entry["error"] if entry["error"].startswith(host + ": ") else "%s: %s" % (host, entry["error"])
+            error.text = xml_text(text)
         by_id: dict = {}
         for finding in entry["findings"]:
             by_id.setdefault(finding["id"], []).append(finding)
@@ -357,10 +408,10 @@ def render_junit(report: Mapping) -> bytes:
                 counters["skipped"] += 1
                 ET.SubElement(case, "skipped", {"message": "not evaluated: host %s" % entry["status"]})
             else:
-                _check_case(suite, host, check, by_id.pop(check["id"], []), counters)
+                _check_case(suite, host, check, by_id.pop(check["id"], []), counters, fail_on)
         for check_id, findings in sorted(by_id.items()):  # ids this catalogue does not know (newer producer)
             _check_case(suite, host, {"id": check_id, "name": findings[0].get("name") or check_id, "title": findings[0]["title"]},
-                        findings, counters)
+                        findings, counters, fail_on)
         _close_suite(suite, counters, totals)
 
     suite, counters = _suite(root, FLEET_SUITE, timestamp)
@@ -371,14 +422,15 @@ def render_junit(report: Mapping) -> bytes:
     for finding in report["fleet"]["findings"]:
         fleet_by_id.setdefault(finding["id"], []).append(finding)
     for check in fleet_checks:
-        _check_case(suite, FLEET_SUITE, check, fleet_by_id.pop(check["id"], []), counters)
+        _check_case(suite, FLEET_SUITE, check, fleet_by_id.pop(check["id"], []), counters, fail_on)
     for check_id, findings in sorted(fleet_by_id.items()):
         _check_case(suite, FLEET_SUITE, {"id": check_id, "name": findings[0].get("name") or check_id, "title": findings[0]["title"]},
-                    findings, counters)
+                    findings, counters, fail_on)
     _close_suite(suite, counters, totals)
 
     for key, value in totals.items():
         root.set(key, str(value))
+    root.set("time", _seconds(elapsed))
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
@@ -390,14 +442,22 @@ def render_junit(report: Mapping) -> bytes:
 _STATUS_LABEL = {STATUS_OK: "audited", STATUS_FAILED: "FAILED", STATUS_UNREACHABLE: "UNREACHABLE"}
 
 
-def _top(findings: list, limit: int = TOP_FINDINGS) -> str:
+def _top(findings: list) -> str:
+    """Every critical and warning finding, most severe first, never cut: a reason left out is one nobody fixes."""
     active = [f for f in findings if not f.get("exemption") and f["severity"] in _FAILING_SEVERITIES]
     if not active:
         return "none"
-    shown = ["**%s** %s: %s" % (md(f["id"]), md(f["severity"]), md(f["title"])) for f in active[:limit]]
-    if len(active) > limit:
-        shown.append("(+%d more)" % (len(active) - limit))
-    return "<br>".join(shown)
+    return "<br>".join("**%s** %s: %s" % (md(f["id"]), md(f["severity"]), md(f["title"])) for f in active)
+
+
+def _changed(entry: Mapping, dry_run: bool) -> str:
+    if entry.get("changed_unknown"):
+        return "**unknown**"
+    if dry_run:
+        return "dry run: %d planned" % len(entry.get("planned_changes") or ()) if entry.get("planned_changes") else "no"
+    if entry.get("changed") is None:
+        return "-"
+    return "yes" if entry["changed"] else "no"
 
 
 def _host_order(entry: Mapping):
@@ -410,8 +470,11 @@ def render_markdown(report: Mapping) -> str:
     lines = [
         "# Hybrid readiness report",
         "",
-        "**Result: %s** (fail on: %s) | mode: %s | generated %s | %s %s" % (
-            "compliant" if report["compliant"] else "NOT COMPLIANT", md(report["fail_on"]), md(report["mode"]),
+        "**Result: %s**%s (fail on: %s) | mode: %s | generated %s | %s %s" % (
+            "compliant" if report["compliant"] else "NOT COMPLIANT",
+            " - **broken**: not every host was judged (see Unreachable or failed hosts)" if report["result"] == RESULT_BROKEN else "",
+            md(report["fail_on"]),
+            md(report["mode"]) + (" (**dry run**: check mode, nothing was changed)" if report.get("dry_run") else ""),
             md(report["generated_at"]), COLLECTION, md(report["collection"].get("version") or "")),
         "",
         "| Hosts | Audited | Failed | Unreachable | Changed | Changed: unknown | Not compliant | Critical | Warning | Info | Exempt |",
@@ -425,19 +488,32 @@ def render_markdown(report: Mapping) -> str:
         "",
     ]
     if report["hosts"]:
-        lines += ["| Server | Status | Compliant | Critical | Warning | Info | Top findings |",
-                  "|---|---|---|---:|---:|---:|---|"]
+        lines += ["| Server | Status | Compliant | Changed | Critical | Warning | Info | Findings |",
+                  "|---|---|---|---|---:|---:|---:|---|"]
         for entry in sorted(report["hosts"], key=_host_order):
             counts = entry["counts"]
             if entry["audited"]:
                 top = _top(entry["findings"])
             else:
                 top = "not audited: %s" % md(entry["error"])
-            lines.append("| %s | %s | %s | %d | %d | %d | %s |" % (
+            lines.append("| %s | %s | %s | %s | %d | %d | %d | %s |" % (
                 md(entry["host"]), _STATUS_LABEL[entry["status"]], "yes" if entry["compliant"] else "**no**",
-                counts["critical"], counts["warning"], counts["info"], top))
+                _changed(entry, report.get("dry_run")), counts["critical"], counts["warning"], counts["info"], top))
     else:
         lines.append("No hosts were in the run.")
+    if report["mode"] == "enforce":
+        title = "Planned changes (dry run: check mode, nothing was changed)" if report.get("dry_run") else "Applied changes"
+        key = "planned_changes" if report.get("dry_run") else "applied_changes"
+        lines += ["", "## %s" % title, ""]
+        changes = [entry for entry in report["hosts"] if entry.get(key)]
+        lines += ["- **%s**: %s%s" % (md(entry["host"]), md("; ".join(entry[key])),
+                                      " - also changes %s (organisation-wide send connector)" % md(", ".join(entry["also_changes"]))
+                                      if entry.get("also_changes") else "") for entry in changes] or ["None."]
+        unfixable = [entry for entry in report["hosts"] if entry.get("cannot_fix")]
+        if unfixable:
+            lines += ["", "## Not compliant, and enforcement cannot fix it", "",
+                      "Not counted as failed hosts (the rollout goes on past them); each needs what is named here first:", ""]
+            lines += ["- **%s**: %s" % (md(entry["host"]), md("; ".join(entry["cannot_fix"]))) for entry in unfixable]
     errors = [entry for entry in report["hosts"] if entry["status"] != STATUS_OK]
     lines += ["", "## Unreachable or failed hosts", ""]
     if errors:
@@ -528,6 +604,55 @@ def write_reports(directory: str, run: Mapping, facts_of: Callable[[str], Mappin
     return dict(paths, compliant=report["compliant"], report=report)
 
 
+def rollout_stop(report: Mapping, pending, batch, max_fail_percentage: int | None) -> str | None:
+    """Why a serial play must stop after this batch (the report task then fails), or None.
+
+    pending: the play's hosts without a result yet (the next batches); batch: this batch's hosts. More than
+    max_fail_percentage of the batch failed and a batch follows: the next batch must change nothing. A host
+    that only needs what enforcement cannot do (cannot_fix), or in a dry run would change, is not failed.
+    After the last batch of an enforce run: the hosts enforcement cannot fix, so that the run does not end
+    as if it had succeeded."""
+    entries = {entry["host"]: entry for entry in report["hosts"]}
+    pending = list(pending)
+    batch = [host for host in batch or () if host in entries]
+    if pending and batch and max_fail_percentage is not None:
+        failed = [host for host in batch if entries[host]["status"] != STATUS_OK
+                  or not (entries[host]["compliant"] or entries[host]["cannot_fix"] or report.get("dry_run"))]
+        if failed and len(failed) * 100 > max_fail_percentage * len(batch):
+            return ("the rollout stops here: %d of the %d hosts of this batch failed (%s), more than max_fail_percentage %d%%; "
+                    "the %d hosts of the next batches (%s) were not contacted" % (
+                        len(failed), len(batch), ", ".join(failed), max_fail_percentage, len(pending),
+                        ", ".join(pending[:10]) + (" and %d more" % (len(pending) - 10) if len(pending) > 10 else "")))
+    if not pending and report["mode"] == "enforce":
+        unfixable = [entry for entry in report["hosts"] if entry["cannot_fix"]]
+        if unfixable:
+            return "%d hosts are not compliant and enforcement cannot fix them: %s" % (
+                len(unfixable), " ".join("%s: %s." % (entry["host"], "; ".join(entry["cannot_fix"])) for entry in unfixable))
+    return None
+
+
+def collection_version(root: str) -> str | None:
+    """The version of the collection whose files are at root: MANIFEST.json's collection_info.version when
+    installed (ansible-galaxy collection install), else galaxy.yml's version (a source tree); None when
+    neither says. galaxy.yml is read for its one top-level "version:" line, so that no YAML parser is needed."""
+    try:
+        with open(os.path.join(root, "MANIFEST.json"), encoding="utf-8") as handle:
+            version = (json.load(handle).get("collection_info") or {}).get("version")
+        if isinstance(version, str) and version:
+            return version
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        with open(os.path.join(root, "galaxy.yml"), encoding="utf-8") as handle:
+            for line in handle:
+                match = re.match(r"""version:\s*['"]?([^'"\s#]+)""", line)
+                if match:
+                    return match.group(1)
+    except OSError:
+        pass
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Host entries and host records
 # ---------------------------------------------------------------------------------------------
@@ -538,10 +663,11 @@ RECORD_SCHEMA = "hybridmail.exchange/host-record"
 _UNSAFE_FILE_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def entry_from_result(result, host: str, mode: str, options: _findings.Options, exemptions) -> dict:
+def entry_from_result(result, host: str, mode: str, options: _findings.Options, exemptions, dry_run: bool = False) -> dict:
     """The run's entry for one host (see the module docstring) from its module result: certificate_info's
     (facts at the top level) or an enforcement module's (facts under "facts"), an unreachable or failed
-    task, or nothing at all."""
+    task, or nothing at all. In enforce mode the entry lists the steps as planned_changes (dry_run: check
+    mode, nothing was sent) or as applied_changes (those the server confirmed)."""
     if not isinstance(result, Mapping):
         return {"error": NO_RESULT}
     if result.get("unreachable"):
@@ -553,6 +679,18 @@ def entry_from_result(result, host: str, mode: str, options: _findings.Options, 
     entry = {"changed": bool(result.get("changed")) and mode == "enforce", "error": result.get("msg") if failed else None}
     if result.get("changed_unknown"):
         entry.update(changed=None, may_have_applied=[str(step) for step in result.get("may_have_applied") or ()])
+    if mode == "enforce":
+        steps = [step for step in result.get("steps") or () if isinstance(step, Mapping)]
+        key, status = ("planned_changes", "planned") if dry_run else ("applied_changes", "applied")
+        described = [str(step.get("description")) for step in steps if step.get("status") == status]
+        if described:
+            entry[key] = described
+        # A pin of an organisation-wide send connector changes what its other source servers present too,
+        # whichever batch of a rollout they are in: the change counts for them as well.
+        others = sorted({str(server) for step in steps if step.get("status") in (status, "unknown")
+                         for server in step.get("shared_with") or ()})
+        if others:
+            entry["also_changes"] = others
     if "certificates" not in facts:
         entry["error"] = entry["error"] or "the module returned no certificate facts"
         return entry
@@ -585,10 +723,40 @@ def finding_lines(findings) -> list[str]:
 
 
 def host_summary(host: str, entry: Mapping, fail_on: str) -> dict:
-    """What a play needs to know about one host: compliant, status, error, counts, findings (one line each)."""
+    """What a play needs to know about one host: compliant, status, error, counts, findings (one line each),
+    cannot_fix (what enforcement cannot do there)."""
     judged = _host_entry(host, entry, fail_on, include_facts=False)
     return _clean({"compliant": judged["compliant"], "status": judged["status"], "error": judged["error"],
-                   "counts": judged["counts"], "findings": finding_lines(judged["findings"])})
+                   "counts": judged["counts"], "findings": finding_lines(judged["findings"]), "cannot_fix": judged["cannot_fix"]})
+
+
+def failing_findings(findings, fail_on: str) -> list:
+    """The findings (dicts) that make a host miss fail_on: not exempt, at least as severe as fail_on."""
+    if fail_on == "never":
+        return []
+    threshold = _catalogue.RANK[fail_on]
+    return [f for f in findings if not f.get("exemption") and _catalogue.RANK.get(f.get("severity"), 9) <= threshold]
+
+
+def cannot_fix(entry: Mapping, fail_on: str, blockers=(), planned: bool = False) -> list:
+    """What keeps an enforced host from meeting fail_on that enforcement cannot change, one line each; empty
+    when the host meets it, failed, or has findings enforcement should have fixed (which is a failure).
+
+    blockers: the interlock's reasons for refusing the plan (nothing was sent). planned: check mode, where the findings
+    are those before the plan."""
+    if entry.get("error") or entry.get("unreachable") or entry.get("may_have_applied"):
+        return []
+    failing = failing_findings(entry.get("findings") or (), fail_on)
+    if not failing:
+        return []
+    if blockers:
+        return [str(text) for text in blockers]
+    if planned:
+        # Before the plan runs, auto_fix false only means "not promised" (a pin of a shared send connector is
+        # never promised): a host with planned changes is judged after enforcement, one without has no fix.
+        return [] if entry.get("planned_changes") else finding_lines(failing)
+    unfixable = [f for f in failing if not f.get("auto_fix")]
+    return finding_lines(unfixable) if len(unfixable) == len(failing) else []
 
 
 def record_path(directory: str, host: str) -> str:

@@ -60,7 +60,8 @@ def test_ansible_builder_creates_a_build_context_that_installs_the_collection_an
     assert not [m for m in members if m.split("/")[0] in (".hypothesis", ".pytest_cache", "build", ".venv", ".git")]
     # The development tree is not what users install (issue 14): no lab, tests, tools, molecule, lock files.
     assert not [m for m in members if m.split("/")[0] in ("tests", "tools", "benchmarks", "extensions", ".ci")
-                or m in ("Makefile", "requirements-dev.lock", "requirements-dev.in", "pytest.ini")], members
+                or m in ("Makefile", "requirements-dev.in", "pytest.ini") or m.endswith(".lock")], members
+    assert "requirements.txt" in members and "requirements-ee.txt" in members  # what users and the EE install from
 
     context = tmp_path / "context"
     completed = run([os.path.join(BIN, "ansible-builder"), "create", "--file", str(work / "execution-environment.yml"),

@@ -327,4 +327,5 @@ def test_control_characters_and_bidi_overrides_from_the_server_are_visible_escap
     assert len(fatal) == 1 and "\\u202e(evil)\\u202c" in fatal[0]["msg"], fatal
     assert "exe.txt\\\\u202c \\\\x1b\\[2J" in run.summary and "Outbound to Office 365 \\\\u202e\\(evil\\)\\\\u202c" in run.summary, run.summary
     hm201 = next(case for case in run.junit_suite("ex01").iter("testcase") if case.get("name", "").startswith("HM201 "))
-    assert "Outbound to Office 365 \\u202e(evil)\\u202c" in hm201.find("failure").get("message")
+    # HM201 is a warning: under fail_on critical it passes, its details in <system-out> (issue 14.4).
+    assert "Outbound to Office 365 \\u202e(evil)\\u202c" in hm201.find("system-out").text

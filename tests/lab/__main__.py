@@ -66,6 +66,9 @@ def build_inventory(
         "ansible_winrm_read_timeout_sec": 30,
         "hybridmail_lab_control_url": control_url,
         "hybridmail_trust_bundle": trust_bundle,
+        # The role's trust bundle too, so that the README's lab commands need no -e: the lab's "public" root
+        # stands in for the Microsoft Trusted Root Program (design.md, "The lab").
+        "hybrid_readiness_trust_bundle": trust_bundle,
     }
     if scheme == "https":
         group_vars["ansible_winrm_server_cert_validation"] = "validate"

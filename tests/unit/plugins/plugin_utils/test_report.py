@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 
 import jsonschema
 import pytest
+import yaml
 
 import hybrid_world as world
 from hybrid_world import NOW
@@ -197,6 +198,9 @@ def test_junit_counts_match_the_testcases(junit):
         assert {key: int(suite.get(key)) for key in counted} == counted, suite.get("name")
         for key in totals:
             totals[key] += counted[key]
+    # The Jenkins/xunit JUnit schema has no skipped attribute on <testsuites> (issue 14.4).
+    assert junit.get("skipped") is None
+    del totals["skipped"]
     assert {key: int(junit.get(key)) for key in totals} == totals
 
 
@@ -254,7 +258,26 @@ def test_junit_keeps_findings_of_checks_it_does_not_know():
     report = _report.build_report({"hosts": {"ex01": {"facts": world.healthy().facts(), "findings": [
         {"id": "HM777", "name": "from-a-newer-release", "severity": "warning", "title": "new check"}]}}, "generated_at": NOW})
     junit = ET.fromstring(_report.render_junit(report))
+    assert _case(_suite(junit, "ex01"), "HM777 HM777: new check").find("failure") is None  # a warning under fail_on critical
+    report = dict(report, fail_on="warning")
+    junit = ET.fromstring(_report.render_junit(report))
     assert _case(_suite(junit, "ex01"), "HM777 HM777: new check").find("failure") is not None
+
+
+def test_junit_warnings_below_fail_on_pass_with_their_details_and_fqdn_hosts_keep_one_class():
+    """Issue 14.4: a <failure> only for what fails the run under fail_on; Jenkins splits classname at its last
+    dot (package.class), so a host's FQDN must not have dots there; the time is the host's measured one."""
+    facts = world.healthy().facts()
+    report = _report.build_report({"hosts": {"ex01.contoso.com": {"facts": facts, "duration_seconds": 1.25, "findings": [
+        {"id": "HM777", "name": "from-a-newer-release", "severity": "warning", "title": "new check"}]}},
+        "generated_at": NOW, "fail_on": "critical"})
+    junit = ET.fromstring(_report.render_junit(report))
+    suite = _suite(junit, "ex01.contoso.com")
+    case = _case(suite, "HM777 HM777: new check")
+    assert case.find("failure") is None and "new check" in case.find("system-out").text
+    assert {c.get("classname") for c in suite.findall("testcase")} == {"ex01_contoso_com"}
+    assert suite.get("time") == "1.250" and _case(suite, "audit").get("time") == "1.250" and junit.get("time") == "1.250"
+    assert int(junit.get("failures")) == 0 and junit.get("skipped") is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,13 +319,13 @@ def test_markdown_tables_keep_their_shape(markdown):
 
 
 def test_markdown_lists_the_result_unreachable_hosts_and_top_findings(markdown):
-    assert "**Result: NOT COMPLIANT** (fail on: critical)" in markdown
+    assert "**Result: NOT COMPLIANT** - **broken**: not every host was judged (see Unreachable or failed hosts) (fail on: critical)" in markdown
     section = markdown.split("## Unreachable or failed hosts")[1].split("##")[0]
     assert "**ex03** (unreachable): winrm: connection timed out after 30 s" in section
     assert "**ex04** (failed)" in section
     row = next(line for line in markdown.splitlines() if line.startswith("| ex01 |"))
     assert "**HM101** critical: KB 2888788" in row and "| **no** |" in row
-    assert "| ex02 | audited | yes | 0 | 0 | 0 | none |" in markdown
+    assert "| ex02 | audited | yes | no | 0 | 0 | 0 | none |" in markdown
 
 
 def test_markdown_escapes_hostile_text(markdown):
@@ -445,7 +468,8 @@ def test_host_summary_says_what_the_report_says(run):
     for host_report in report["hosts"]:
         summary = _report.host_summary(host_report["host"], run["hosts"][host_report["host"]], run["fail_on"])
         assert summary == {"compliant": host_report["compliant"], "status": host_report["status"], "error": host_report["error"],
-                           "counts": host_report["counts"], "findings": _report.finding_lines(host_report["findings"])}
+                           "counts": host_report["counts"], "findings": _report.finding_lines(host_report["findings"]),
+                           "cannot_fix": host_report["cannot_fix"]}
     assert _report.host_summary("ex01", run["hosts"]["ex01"], "critical")["findings"][0].startswith("critical HM")
 
 
@@ -532,3 +556,83 @@ def test_control_and_bidi_characters_are_visible_escapes_in_markdown_and_junit_a
     assert BIDI_AND_CONTROLS in {c["friendly_name"] for c in facts["certificates"]}  # the same data
     for rendered in (_report.render_markdown(report), _report.render_junit(report).decode("utf-8")):
         assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200f\ufeff]", rendered)
+
+
+def test_the_collection_version_comes_from_the_installed_manifest_or_galaxy_yml(tmp_path):
+    """Issue 14.4: report.json's collection version is the collection's own, never a string in the code."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+    with open(os.path.join(root, "galaxy.yml"), encoding="utf-8") as handle:
+        galaxy = yaml.safe_load(handle)
+    assert _report.collection_version(root) == galaxy["version"]
+    installed = tmp_path / "installed"
+    installed.mkdir()
+    (installed / "MANIFEST.json").write_text(json.dumps({"collection_info": {"namespace": "hybridmail", "version": "9.8.7"}}))
+    (installed / "galaxy.yml").write_text("version: 1.0.0\n")
+    assert _report.collection_version(str(installed)) == "9.8.7"
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "galaxy.yml").write_text("namespace: hybridmail\nversion: '2.3.4'  # next\n")
+    assert _report.collection_version(str(source)) == "2.3.4"
+    assert _report.collection_version(str(tmp_path)) is None
+
+
+@pytest.mark.parametrize("statuses, compliant, expected", [
+    (("ok", "ok"), True, "compliant"),
+    (("ok", "ok"), False, "not_compliant"),
+    (("ok", "unreachable"), False, "broken"),
+    (("failed", "ok"), False, "broken"),
+])
+def test_the_run_result_tells_not_compliant_from_broken(statuses, compliant, expected):
+    """Issue 14.5: exit code 2 is both; report.json's result says which."""
+    assert _report.run_result([{"status": status} for status in statuses], compliant) == expected
+
+
+CRITICAL_NO_FIX = {"id": "HM102", "severity": "critical", "title": "no trusted certificate", "auto_fix": False}
+CRITICAL_FIX = {"id": "HM101", "severity": "critical", "title": "ambiguous", "auto_fix": True}
+WARNING_NO_FIX = {"id": "HM301", "severity": "warning", "title": "expires soon", "auto_fix": False}
+
+
+@pytest.mark.parametrize("entry, blockers, planned, expected", [
+    ({"findings": [CRITICAL_NO_FIX]}, (), False, ["critical HM102: no trusted certificate"]),
+    ({"findings": [CRITICAL_NO_FIX, CRITICAL_FIX]}, (), False, []),  # enforcement should have fixed HM101: a failure
+    ({"findings": [WARNING_NO_FIX]}, (), False, []),  # meets fail_on critical
+    ({"findings": [CRITICAL_NO_FIX]}, ("mail.contoso.com has no certificate Exchange Online would trust",), False,
+     ["mail.contoso.com has no certificate Exchange Online would trust"]),
+    ({"findings": [CRITICAL_NO_FIX], "error": "boom"}, (), False, []),  # failed, not cannot-fix
+    ({"findings": [CRITICAL_NO_FIX], "planned_changes": ["pin"]}, (), True, []),  # judged after enforcement
+    ({"findings": [CRITICAL_FIX]}, (), True, ["critical HM101: ambiguous"]),  # a dry run with nothing planned
+])
+def test_cannot_fix_is_what_enforcement_cannot_change_never_a_failure(entry, blockers, planned, expected):
+    """Issue 12.2: the hosts that must not count as failed in a rollout."""
+    assert _report.cannot_fix(entry, "critical", blockers, planned=planned) == expected
+
+
+def _rollout(statuses, mode="enforce", dry_run=False):
+    """A report with hosts {name: (status, compliant, cannot_fix)}."""
+    return {"mode": mode, "dry_run": dry_run, "hosts": [
+        {"host": host, "status": status, "compliant": compliant, "cannot_fix": list(cannot_fix)}
+        for host, (status, compliant, cannot_fix) in statuses.items()]}
+
+
+OK_HOST, FAILED_HOST, UNFIXABLE = ("ok", True, ()), ("failed", False, ()), ("ok", False, ("install a certificate",))
+
+
+def test_rollout_stop_counts_the_failed_hosts_of_the_batch_when_a_batch_follows():
+    report = _rollout({"ex01": OK_HOST, "ex02": OK_HOST, "ex03": FAILED_HOST, "ex04": OK_HOST, "ex05": OK_HOST})
+    batch = ["ex02", "ex03", "ex04", "ex05"]
+    assert _report.rollout_stop(report, ["ex06"], batch, 10) == (
+        "the rollout stops here: 1 of the 4 hosts of this batch failed (ex03), more than max_fail_percentage 10%; "
+        "the 1 hosts of the next batches (ex06) were not contacted")
+    assert _report.rollout_stop(report, ["ex06"], batch, 25) is None  # 25 % is not more than 25 %
+    assert _report.rollout_stop(report, ["ex06"], batch, None) is None
+    # cannot_fix is not failed; nor is a host not compliant before a dry run's planned change.
+    assert _report.rollout_stop(_rollout({"ex01": UNFIXABLE}), ["ex02"], ["ex01"], 0) is None
+    assert _report.rollout_stop(_rollout({"ex01": ("ok", False, ())}, dry_run=True), ["ex02"], ["ex01"], 0) is None
+    assert _report.rollout_stop(_rollout({"ex01": ("ok", False, ())}), ["ex02"], ["ex01"], 0).startswith("the rollout stops here")
+
+
+def test_rollout_stop_after_the_last_enforce_batch_names_the_hosts_enforcement_cannot_fix():
+    report = _rollout({"ex01": UNFIXABLE, "ex02": OK_HOST})
+    assert _report.rollout_stop(report, [], ["ex02"], 25) == (
+        "1 hosts are not compliant and enforcement cannot fix them: ex01: install a certificate.")
+    assert _report.rollout_stop(_rollout({"ex01": UNFIXABLE}, mode="audit"), [], ["ex01"], 25) is None
