@@ -158,6 +158,16 @@ certificates:
           type: list
           elements: dict
           sample: [{code: unknown_root, message: "the chain does not reach a root in the trust bundle"}]
+        missing_intermediates:
+          description: >-
+            With reason C(incomplete_chain), the intermediate CA certificates the server lacks (known from the trust
+            bundle), nearest the leaf first; importing them into its Intermediate Certification Authorities store
+            completes the chain.
+          type: list
+          elements: dict
+          contains:
+            thumbprint: {description: Thumbprint., type: str}
+            subject: {description: Subject., type: str}
 send_connectors:
   description: Send connectors of the organisation that this server is a source of (all of them on Edge).
   returned: success

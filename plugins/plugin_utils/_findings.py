@@ -191,6 +191,18 @@ class ServerFacts:
         """Transport can present it: enabled for SMTP, and the private key is not known to be missing."""
         return "SMTP" in (cert.get("services") or ()) and cert.get("has_private_key") is not False
 
+    @staticmethod
+    def lacks_only_intermediates(cert: Mapping) -> bool:
+        """Exchange Online would trust it but for intermediates the server does not hold (incomplete_chain
+        is its verdict's only reason): importing them is the fix, not another certificate."""
+        return ServerFacts.codes(cert) == ["incomplete_chain"]
+
+    @staticmethod
+    def missing_intermediates(certs: Sequence[Mapping]) -> list[tuple[str, str]]:
+        """(subject, thumbprint) of the intermediates these certificates' verdicts say the server lacks."""
+        return [(str(link.get("subject")), str(link.get("thumbprint"))) for cert in certs
+                for link in (cert.get("verdict") or {}).get("missing_intermediates") or () if isinstance(link, Mapping)]
+
     def days_remaining(self, cert: Mapping) -> int | None:
         not_after = _model.parse_utc(cert.get("not_after"))
         if not_after is not None:
@@ -368,6 +380,10 @@ def _check_no_trusted(server: ServerFacts) -> list[Finding]:
         trusted_unusable = [cert for cert in server.certificates if server.trusted_for(cert, names)]
         smtp_candidates = [cert for cert in server.certificates if server.usable(cert) and any(
             _model.dns_name_matches(str(domain), n) for domain in cert.get("domains") or () for n in names)]
+        # A certificate for the name that only lacks its intermediates on this server: import them, do not buy another.
+        chain_only = [cert for cert in server.certificates if cert.get("has_private_key") is not False
+                      and server.lacks_only_intermediates(cert)
+                      and any(_model.dns_name_matches(str(domain), n) for domain in cert.get("domains") or () for n in names)]
         hint = ""
         if trusted_unusable:
             hint = (" A trusted certificate for it exists but is not enabled for SMTP or lacks its private key (%s): enable SMTP on it "
@@ -385,12 +401,23 @@ def _check_no_trusted(server: ServerFacts) -> list[Finding]:
                 "trusted_but_not_usable": [server.certificate_evidence(cert) for cert in trusted_unusable],
                 "smtp_candidates": [server.certificate_evidence(cert) for cert in smtp_candidates],
             },
+            _chain_only_advice(server, chain_only, name) + hint + " See %s" % CERTIFICATE_REQUIREMENTS if chain_only else
             "Exchange Online accepts only a certificate from a CA of the Microsoft Trusted Root Program that covers %s, is valid, "
             "and is sent with its full chain. Obtain one (New-ExchangeCertificate -GenerateRequest, or your CA's process), "
             "install it with Import-ExchangeCertificate, enable it for SMTP and pin it on the cloud connectors "
             "(TlsCertificateName).%s See %s" % (name, hint, CERTIFICATE_REQUIREMENTS),
         ))
     return findings
+
+
+def _chain_only_advice(server: ServerFacts, certs: Sequence[Mapping], name: str) -> str:
+    """The advice when the certificate(s) for name chain to a trusted root but the server lacks an intermediate."""
+    unbound = [server.thumbprint(cert) for cert in certs if not server.usable(cert)]
+    return ("%s for %s chain%s to a root Exchange Online trusts, but only through intermediates this server does not hold, "
+            "and Exchange Online does not fetch missing intermediates. %s%s" % (
+                ", ".join("%s (%s)" % (_label(cert), server.thumbprint(cert)) for cert in certs), name, "" if len(certs) > 1 else "s",
+                _trust.import_intermediates_advice(server.missing_intermediates(certs)),
+                " Then enable SMTP on %s and pin it on the cloud connectors (TlsCertificateName)." % " or ".join(unbound) if unbound else ""))
 
 
 def _exo_certificate_remediation(server: ServerFacts, cert: Mapping, problem: str) -> str:
@@ -496,7 +523,8 @@ def _pin_findings(server: ServerFacts, connector: _exposure.Connector, base: Map
             dict(base, certificate=server.certificate_evidence(target)),
             "The TlsCertificateName selects a certificate Exchange Online refuses. %s See %s"
             % (("Pin the trusted certificate: %s." % _set_connector_command(kind, identity, server.thumbprint(others[0])))
-               if others else "Install a trusted certificate for %s and pin it." % " or ".join(names), CERTIFICATE_REQUIREMENTS)))
+               if others else _chain_only_advice(server, [target], " or ".join(names)) if server.lacks_only_intermediates(target)
+               else "Install a trusted certificate for %s and pin it." % " or ".join(names), CERTIFICATE_REQUIREMENTS)))
     if "SMTP" not in (target.get("services") or ()):
         findings.append(_finding(
             "HM205", CRITICAL,
@@ -662,9 +690,8 @@ def _chain_findings(server: ServerFacts, cert: Mapping) -> list[Finding]:
     return [_finding(
         "HM306", server.tier(cert), "Certificate %s (%s) chains to a trusted root only through intermediates the server lacks"
         % (_label(cert), server.thumbprint(cert)), server.thumbprint(cert), dict(evidence, chain=list(cert.get("chain") or ()), detail=reason),
-        "Exchange Online does not fetch missing intermediates: import the issuing CA's intermediate certificate(s) into "
-        "the server's Intermediate Certification Authorities store, then restart MSExchangeTransport. See %s"
-        % CERTIFICATE_REQUIREMENTS)]
+        "Exchange Online does not fetch missing intermediates. %s See %s"
+        % (_trust.import_intermediates_advice(server.missing_intermediates([cert])), CERTIFICATE_REQUIREMENTS))]
 
 
 def _exchange_status_findings(server: ServerFacts, cert: Mapping) -> list[Finding]:

@@ -50,7 +50,7 @@ import dataclasses
 import datetime
 from typing import Iterable, Mapping
 
-from . import _exposure, _model, _snapshot
+from . import _exposure, _model, _snapshot, _trust
 
 SMTP = "SMTP"
 SCOPES = ("hybrid", "all")
@@ -358,12 +358,20 @@ def _nothing_trusted(snapshot, verdicts, connector: _exposure.Connector, needs_s
                "Install a certificate for %s issued by a CA in the Microsoft Trusted Root Program, with its "
                "private key and intermediate certificates, then run again; nothing was changed."
                % (snapshot.host, names, connector.label, name))
-    if needs_smtp_hint:
-        trusted_off = [c.thumbprint for c in covering if _trusted(verdicts, c) and SMTP not in c.services]
-        if trusted_off:
-            message = ("%s: %s (Exchange Online checks it for %s) has no trusted certificate enabled for SMTP. "
-                       "Enable SMTP on %s (hybridmail.exchange.smtp_certificate does it safely), then run again; "
-                       "nothing was changed." % (snapshot.host, names, connector.label, " or ".join(trusted_off)))
+    trusted_off = [c.thumbprint for c in covering if _trusted(verdicts, c) and SMTP not in c.services] if needs_smtp_hint else []
+    # Trusted but for intermediates the server lacks: the fix is importing them, not another certificate.
+    chain_only = [verdicts[c.thumbprint] for c in covering if c.has_private_key is not False and c.thumbprint in verdicts
+                  and tuple(verdicts[c.thumbprint].codes) == (_trust.INCOMPLETE_CHAIN,)]
+    if trusted_off:
+        message = ("%s: %s (Exchange Online checks it for %s) has no trusted certificate enabled for SMTP. "
+                   "Enable SMTP on %s (hybridmail.exchange.smtp_certificate does it safely), then run again; "
+                   "nothing was changed." % (snapshot.host, names, connector.label, " or ".join(trusted_off)))
+    elif chain_only:
+        message = ("%s: %s (Exchange Online checks it for %s) has no certificate Exchange Online would trust: %s chain%s to a "
+                   "trusted root only through intermediates this server does not hold. %s Then run again; nothing was changed."
+                   % (snapshot.host, names, connector.label, " and ".join(v.thumbprint for v in chain_only),
+                      "" if len(chain_only) > 1 else "s",
+                      _trust.import_intermediates_advice((link.subject, link.thumbprint) for v in chain_only for link in v.missing_intermediates)))
     if covering:
         message += " Certificates covering it: %s." % "; ".join(_describe_certificate(c, verdicts) for c in covering)
     return message

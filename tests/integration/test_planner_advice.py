@@ -1,0 +1,35 @@
+"""Issue 12's items 6-8 through ansible-playbook, the real winrm plugin and the lab: what the findings and
+the plan tell an admin to do (fleets in tests/lab/fleets)."""
+
+from __future__ import annotations
+
+import os
+
+from tests.integration.playbook_runs import run_role
+from tests.integration.test_enforce import play, status
+from tests.lab.testing import running_lab
+
+FLEETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab", "fleets")
+IMPORT_INTERMEDIATE = "-CertStoreLocation Cert:\\LocalMachine\\CA"
+
+
+def test_a_missing_intermediate_is_to_be_imported_and_enforce_says_so_without_changing_anything(tmp_path):
+    with running_lab(os.path.join(FLEETS, "missing_intermediate.yml"), tmp_path=tmp_path) as lab:
+        servers = status(lab)
+        run = run_role(lab.inventory, "audit", tmp_path / "reports")
+        completed, results = play(lab, tmp_path, "smtp_certificate", limit="ex02")
+        after = status(lab)["EX02"]
+    before = servers["EX02"]
+    assert before["mail_flow"]["delivered"] is False and servers["EX01"]["mail_flow"]["delivered"] is True
+    # The issuing CA certificate EX01 sends with the hybrid certificate, and EX02 lacks.
+    intermediate = servers["EX01"]["mail_flow"]["gateway"]["sent_chain"][1]
+    findings = run.host("ex02")["findings"]
+    assert {"HM102", "HM204", "HM306"} <= {f["id"] for f in findings}, [f["id"] for f in findings]
+    for finding in (f for f in findings if f["id"] in ("HM102", "HM204", "HM306")):
+        text = finding["remediation"]
+        assert IMPORT_INTERMEDIATE in text and intermediate in text, finding
+        assert "Trusted Root Program" not in text and "Install a trusted certificate" not in text, finding
+    # Enforce cannot import a CA certificate: it refuses before any change, and says what to import.
+    assert completed.returncode != 0
+    assert IMPORT_INTERMEDIATE in results["EX02"]["msg"], results["EX02"]["msg"]
+    assert after["mutations"] == before["mutations"]

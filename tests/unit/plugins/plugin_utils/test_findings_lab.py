@@ -1,0 +1,67 @@
+"""Findings and plans over lab fleets (in-process: the lab answers the audit request as runner.ps1 would),
+for issue 12's items 6-8; the integration tests run the same fleets through WinRM."""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import pytest
+
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _facts, _findings, _plan, _snapshot, _trust
+from tests.lab.exchange.fleet import Fleet
+
+FLEETS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "lab", "fleets")
+NOW = datetime.datetime.now(datetime.timezone.utc)
+
+
+def fleet(name: str) -> Fleet:
+    return Fleet.load(os.path.join(FLEETS, name + ".yml"))
+
+
+@pytest.fixture(scope="module")
+def lab_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bundle") / "bundle.pem"
+    path.write_bytes(fleet("healthy").trust_bundle_pem())
+    return _trust.load_trust_bundle(str(path))
+
+
+def snapshot_of(server):
+    calls = _snapshot.audit_calls()
+    return _snapshot.ServerSnapshot.from_response(server.handle_request(_snapshot.request(calls, read_only=True)),
+                                                  server.name.lower(), calls)
+
+
+def findings_of(server, store):
+    snapshot = snapshot_of(server)
+    facts = _facts.server_facts(snapshot, _facts.evaluate(snapshot, store, NOW), NOW)
+    return _findings.server_findings(facts)
+
+
+# -- 12.6: a missing intermediate -------------------------------------------------------------
+
+
+def test_a_missing_intermediate_is_imported_not_replaced_and_importing_it_fixes_mail_flow(lab_store):
+    lab = fleet("missing_intermediate")
+    ex01, ex02 = lab.servers["EX01"], lab.servers["EX02"]
+    assert ex02.status()["mail_flow"]["delivered"] is False
+    findings = findings_of(ex02, lab_store)
+    advice = {f.id: f.remediation for f in findings if f.id in ("HM102", "HM204", "HM306")}
+    assert set(advice) == {"HM102", "HM204", "HM306"}, [f.id for f in findings]
+    intermediate = next(iter(ex01.intermediate_store.values()))  # the issuing CA EX01 holds and EX02 lacks
+    for check, text in advice.items():
+        assert "-CertStoreLocation Cert:\\LocalMachine\\CA" in text and intermediate.thumbprint in text, (check, text)
+        assert "Trusted Root Program" not in text and "Obtain one" not in text and "Install a trusted" not in text, (check, text)
+    # The advice is the fix: with that intermediate in EX02's store, the findings are gone and mail flows.
+    ex02.intermediate_store[intermediate.thumbprint] = intermediate
+    assert not [f.id for f in findings_of(ex02, lab_store) if f.severity == "critical" and f.id.startswith(("HM1", "HM2", "HM3"))]
+    assert ex02.status()["mail_flow"]["delivered"] is True
+
+
+def test_enforce_refuses_a_missing_intermediate_with_the_import_to_do(lab_store):
+    server = fleet("missing_intermediate").servers["EX02"]
+    snapshot = snapshot_of(server)
+    plan = _plan.plan_smtp_certificate(snapshot, _facts.evaluate(snapshot, lab_store, NOW))
+    assert plan.blockers, plan
+    text = " ".join(plan.blockers)
+    assert "Cert:\\LocalMachine\\CA" in text and "Trusted Root Program" not in text, text
