@@ -104,6 +104,12 @@ server:
     roles: {description: Server roles., type: list, elements: str, sample: [Mailbox]}
     is_edge: {description: Whether this is an Edge Transport server., type: bool}
     powershell: {description: PowerShell version that ran the script., type: str}
+    ecc_support:
+      description: >-
+        Whether Exchange's ECC certificate support (the setting override of Microsoft's "Exchange Server support for ECC
+        certificates") applies to this server; null when not read (the audit does not read setting overrides yet), so
+        the enforcement modules enable no certificate with an ECC key.
+      type: bool
 hybrid_fqdns:
   description: The names this server presents to Exchange Online, lower case.
   returned: success

@@ -49,6 +49,15 @@ HC_EXO_CONNECTOR = _HEALTHCHECKER + "ExoConnectorCheck/"
 HC_INTERNAL_TRANSPORT = _HEALTHCHECKER + "InternalTransportCertificateCheck/"
 HC_TLS = _HEALTHCHECKER + "TLSConfigurationCheck/"
 
+# Microsoft Learn, "Exchange Server support for ECC certificates" (from the April 2024 Hotfix Update).
+ECC_OVERRIDE_ADVICE = (
+    "Exchange uses an ECC certificate only with its ECC support enabled (Microsoft Learn, \"Exchange Server support for "
+    "ECC certificates\"): New-SettingOverride -Name 'EnableEcc' -Component 'Global' -Section 'ECC' "
+    "-Parameters @('Enabled=true') -Reason 'ECC certificates', then Get-ExchangeDiagnosticInfo -Process "
+    "Microsoft.Exchange.Directory.TopologyService -Component VariantConfiguration -Argument Refresh and restart the "
+    "Exchange services, as the article describes (an Edge Transport server takes the registry value it names). Or use a "
+    "certificate with an RSA key.")
+
 # ---------------------------------------------------------------------------------------------
 # The catalogue
 # ---------------------------------------------------------------------------------------------
@@ -215,6 +224,13 @@ CHECKS = (
        "Untrusted, RevocationCheckFailure or PendingRequest (HealthChecker yellow). Exchange's opinion, "
        "reported beside the collection's own verdict.",
        (HC_CERTIFICATE,), "Certificate status"),
+    _c("HM308", "ecc-certificate-without-ecc-support", WARNING,
+       "An ECC certificate for Exchange Online needs Exchange's ECC support", AUTO_FIX_NO,
+       "A certificate with an ECC key, which Exchange Online would accept for a name it checks on this server, is not "
+       "enabled for SMTP, and Exchange's ECC certificate support (the setting override of Microsoft's \"Exchange Server "
+       "support for ECC certificates\") is not known to be on: Enable-ExchangeCertificate fails there with "
+       "KeyAlgorithmUnsupported, so enforcement does not enable it.",
+       (ENABLE_CERTIFICATE, CERTIFICATE_REQUIREMENTS)),
     _c("HM311", "internal-transport-certificate-missing", CRITICAL,
        "Internal transport certificate is missing", AUTO_FIX_NO,
        "InternalTransportCertificateThumbprint is empty or names no certificate on the server; internal mail "

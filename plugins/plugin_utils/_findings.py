@@ -25,7 +25,8 @@ from typing import Mapping, Sequence
 
 from . import _exposure, _model, _trust
 from ._catalogue import (
-    CATALOGUE, CERTIFICATE_REQUIREMENTS, CONNECTORS_GUIDE, CRITICAL, GET_QUEUE, HC_CERTIFICATE, HC_INTERNAL_TRANSPORT, IMPORT_CERTIFICATE,
+    CATALOGUE, CERTIFICATE_REQUIREMENTS, CONNECTORS_GUIDE, CRITICAL, ECC_OVERRIDE_ADVICE, ENABLE_CERTIFICATE, GET_QUEUE, HC_CERTIFICATE,
+    HC_INTERNAL_TRANSPORT, IMPORT_CERTIFICATE,
     INFO, KB_2888788, KB_4051498, NEW_CERTIFICATE, SET_HYBRID_CONFIGURATION, SET_RECEIVE_CONNECTOR, SET_SEND_CONNECTOR,
     TLS_CONFIGURATION, WARNING, CAUSES_OF_2004, Finding, jsonable, sort_findings,
 )
@@ -202,6 +203,12 @@ class ServerFacts:
         """(subject, thumbprint) of the intermediates these certificates' verdicts say the server lacks."""
         return [(str(link.get("subject")), str(link.get("thumbprint"))) for cert in certs
                 for link in (cert.get("verdict") or {}).get("missing_intermediates") or () if isinstance(link, Mapping)]
+
+    def ecc_note(self, cert: Mapping) -> str:
+        """What advice to enable cert must add when it has an ECC key and Exchange's ECC support is not known to be on."""
+        if cert.get("key_type") != "EC" or (self.facts.get("server") or {}).get("ecc_support") is True:
+            return ""
+        return " It has an ECC key: Exchange's ECC support must be enabled first, or Enable-ExchangeCertificate fails (HM308)."
 
     def days_remaining(self, cert: Mapping) -> int | None:
         not_after = _model.parse_utc(cert.get("not_after"))
@@ -390,6 +397,7 @@ def _check_no_trusted(server: ServerFacts) -> list[Finding]:
                     "with Enable-ExchangeCertificate -Thumbprint <x> -Services SMTP (this prompts to replace the default SMTP "
                     "certificate; answer no, or restore the internal transport certificate afterwards)."
                     % ", ".join(server.thumbprint(cert) for cert in trusted_unusable))
+            hint += "".join(dict.fromkeys(server.ecc_note(cert) for cert in trusted_unusable))
         findings.append(_finding(
             "HM102", CRITICAL,
             "No SMTP certificate trusted by Exchange Online covers %s" % " or ".join(names),
@@ -532,7 +540,7 @@ def _pin_findings(server: ServerFacts, connector: _exposure.Connector, base: Map
             identity, dict(base, certificate=server.certificate_evidence(target)),
             "TLS fails with UnknownCredentials (KB 4051498). Enable SMTP on the selected certificate "
             "(Enable-ExchangeCertificate -Thumbprint %s -Services SMTP; it prompts to replace the default SMTP "
-            "certificate: answer no) or pin a certificate that is. See %s" % (_thumbprint_arg(target_tp), KB_4051498)))
+            "certificate: answer no) or pin a certificate that is.%s See %s" % (_thumbprint_arg(target_tp), server.ecc_note(target), KB_4051498)))
     return findings
 
 
@@ -605,7 +613,8 @@ def _send_connector_settings(connector: Mapping, identity: str, base: Mapping) -
 def _check_certificates(server: ServerFacts) -> list[Finding]:
     findings = []
     for cert in server.certificates:
-        for phase in (_lifetime_findings, _key_findings, _private_key_findings, _chain_findings, _exchange_status_findings):
+        for phase in (_lifetime_findings, _key_findings, _private_key_findings, _chain_findings, _exchange_status_findings,
+                      _ecc_findings):
             findings += phase(server, cert)
     return findings
 
@@ -713,6 +722,27 @@ def _exchange_status_findings(server: ServerFacts, cert: Mapping) -> list[Findin
         "revocation checks; compare with this collection's verdict in the evidence. Revoked, Invalid or DateInvalid "
         "certificates must be replaced; RevocationCheckFailure means the server cannot reach the CRL/OCSP endpoints. See %s"
         % (status, colour, HC_CERTIFICATE))]
+
+
+def _ecc_findings(server: ServerFacts, cert: Mapping) -> list[Finding]:
+    """HM308: an ECC certificate Exchange Online would accept, not yet enabled for SMTP, where Exchange's ECC
+    support is not known to be on (the planner refuses to enable it, _plan.ecc_unsupported)."""
+    names = server.exposure.exchange_online_names
+    state = (server.facts.get("server") or {}).get("ecc_support")
+    if (cert.get("key_type") != "EC" or state is True or not names or "SMTP" in (cert.get("services") or ())
+            or cert.get("has_private_key") is False or not server.trusted_for(cert, names)):
+        return []
+    edge = bool((server.facts.get("server") or {}).get("is_edge"))
+    problem = ("ECC support is not enabled on this server (no ECC setting override applies to it)" if state is False else
+               "this audit cannot tell whether ECC support is enabled (%s)" % (
+                   "an Edge Transport server keeps it in the registry, which the audit does not read" if edge
+                   else "it does not read setting overrides"))
+    return [_finding(
+        "HM308", WARNING, "ECC certificate %s (%s) for %s cannot be enabled for SMTP until Exchange's ECC support is on"
+        % (_label(cert), server.thumbprint(cert), " or ".join(names)), server.thumbprint(cert),
+        dict(server.certificate_evidence(cert), key_type=cert.get("key_type"), key_size=cert.get("key_size"), ecc_support=state),
+        "The certificate has an ECC key and %s: Enable-ExchangeCertificate fails with KeyAlgorithmUnsupported, and enforce "
+        "does not enable it. %s See %s" % (problem, ECC_OVERRIDE_ADVICE, ENABLE_CERTIFICATE))]
 
 
 def _check_internal_transport(server: ServerFacts) -> list[Finding]:

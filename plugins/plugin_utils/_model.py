@@ -82,6 +82,25 @@ def server_name_key(name) -> str:
     return (name or "").split(".")[0].strip().lower()
 
 
+def ecc_support_enabled(setting_overrides, server_name) -> bool:
+    """Whether Exchange's ECC certificate support applies to this server: a setting override with Component
+    Global, Section ECC and Parameters Enabled=true for every server or this one (Microsoft Learn, "Exchange
+    Server support for ECC certificates"). setting_overrides: Get-SettingOverride objects."""
+    own = server_name_key(server_name)
+    for override in setting_overrides or ():
+        if not isinstance(override, Mapping):
+            continue
+        parameters = override.get("Parameters") or ()
+        parameters = [parameters] if isinstance(parameters, str) else parameters
+        servers = override.get("Server") or ()
+        servers = [servers] if isinstance(servers, str) else servers
+        if (str(override.get("Component") or "").casefold() == "global" and str(override.get("Section") or "").casefold() == "ecc"
+                and any("".join(str(p).split()).casefold() == "enabled=true" for p in parameters)
+                and (not servers or own in {server_name_key(s) for s in servers})):
+            return True
+    return False
+
+
 def normalize_thumbprint(value) -> str:
     """Upper-case hex without the spaces or colons that copies from certificate dialogs carry."""
     return "".join(str(value or "").split()).replace(":", "").upper()

@@ -51,6 +51,7 @@ import datetime
 from typing import Iterable, Mapping
 
 from . import _exposure, _model, _snapshot, _trust
+from ._catalogue import ECC_OVERRIDE_ADVICE
 
 SMTP = "SMTP"
 SCOPES = ("hybrid", "all")
@@ -349,6 +350,29 @@ def _describe_certificate(certificate: _model.Certificate, verdicts: Mapping) ->
         certificate.thumbprint, subject, issuer, format_services(certificate.services), judged)
 
 
+def is_ecc(certificate: _model.Certificate) -> bool:
+    return certificate.x509 is not None and certificate.x509.key_type == "EC"
+
+
+def ecc_support_problem(snapshot: _snapshot.ServerSnapshot) -> str:
+    """Why this server's ECC support is not known to be on (snapshot.ecc_support is not True)."""
+    if snapshot.ecc_support is False:
+        return "Exchange's ECC certificate support is not enabled on this server (no ECC setting override applies to it)"
+    if snapshot.server.is_edge:
+        return ("whether Exchange's ECC certificate support is enabled on this Edge Transport server is unknown (Edge keeps it "
+                "in the registry, which the audit does not read)")
+    return "whether Exchange's ECC certificate support is enabled on this server is unknown (the audit does not read setting overrides)"
+
+
+def ecc_unsupported(snapshot: _snapshot.ServerSnapshot, connector: _exposure.Connector, certificate: _model.Certificate) -> str:
+    """The refusal to enable SMTP on an ECC certificate where Exchange's ECC support is not known to be on:
+    Enable-ExchangeCertificate fails there with KeyAlgorithmUnsupported, half-way through a plan."""
+    return ("%s: %s (Exchange Online checks it for %s): the trusted certificate for it, %s, has an ECC key, and %s, so "
+            "Enable-ExchangeCertificate would fail with KeyAlgorithmUnsupported. %s Then run again; nothing was changed."
+            % (snapshot.host, " or ".join(connector.exchange_online_names), connector.label, certificate.thumbprint,
+               ecc_support_problem(snapshot), ECC_OVERRIDE_ADVICE))
+
+
 def _nothing_trusted(snapshot, verdicts, connector: _exposure.Connector, needs_smtp_hint: bool) -> str:
     """The interlock's message: the server, the name, what to install (or enable)."""
     name = connector.exchange_online_names[0]
@@ -566,9 +590,14 @@ def _enable_for_every_name(planning: _Planning) -> list:
     for connector in planning.connectors:
         if any(_usable(verdicts, c, connector.exchange_online_names, planning.smtp) for c in snapshot.certificates):
             continue
-        chosen = best_certificate(snapshot, verdicts, connector.exchange_online_names, None, excluded=planning.exempt)[0]
+        # An ECC certificate can be enabled only where Exchange's ECC support is known to be on.
+        unsupported = {c.thumbprint for c in snapshot.certificates if is_ecc(c)} if snapshot.ecc_support is not True else set()
+        chosen = best_certificate(snapshot, verdicts, connector.exchange_online_names, None,
+                                  excluded=set(planning.exempt) | unsupported)[0]
         if chosen is None:
-            planning.blockers.append(_nothing_trusted(snapshot, verdicts, connector, needs_smtp_hint=False))
+            ecc = best_certificate(snapshot, verdicts, connector.exchange_online_names, None, excluded=planning.exempt)[0]
+            planning.blockers.append(ecc_unsupported(snapshot, connector, ecc) if ecc is not None
+                                     else _nothing_trusted(snapshot, verdicts, connector, needs_smtp_hint=False))
             continue
         enabled.append(chosen)
         planning.smtp |= {chosen.thumbprint}

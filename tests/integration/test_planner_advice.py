@@ -33,3 +33,20 @@ def test_a_missing_intermediate_is_to_be_imported_and_enforce_says_so_without_ch
     assert completed.returncode != 0
     assert IMPORT_INTERMEDIATE in results["EX02"]["msg"], results["EX02"]["msg"]
     assert after["mutations"] == before["mutations"]
+
+
+def test_an_ecc_certificate_is_not_enabled_without_exchanges_ecc_support(tmp_path):
+    with running_lab(os.path.join(FLEETS, "ecc.yml"), tmp_path=tmp_path) as lab:
+        before = status(lab)["EX01"]
+        run = run_role(lab.inventory, "audit", tmp_path / "reports")
+        completed, results = play(lab, tmp_path, "smtp_certificate", limit="ex01")
+        after = status(lab)["EX01"]
+    ecc = next(c["thumbprint"] for c in before["certificates"] if c.get("friendly_name") == "Contoso public ECC 2026")
+    hm308 = [f for f in run.host("ex01")["findings"] if f["id"] == "HM308"]
+    assert [(f["subject"], f["severity"]) for f in hm308] == [(ecc, "warning")], hm308
+    assert "New-SettingOverride" in hm308[0]["remediation"] and "KeyAlgorithmUnsupported" in hm308[0]["remediation"]
+    # Enforce refuses up front with the reason, rather than failing half-way on KeyAlgorithmUnsupported.
+    assert completed.returncode != 0
+    message = results["EX01"]["msg"]
+    assert "ECC" in message and "New-SettingOverride" in message and ecc in message, message
+    assert not [m for m in after["mutations"] if m["cmdlet"] == "Enable-ExchangeCertificate"], after["mutations"]

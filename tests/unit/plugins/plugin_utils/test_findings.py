@@ -178,6 +178,15 @@ def s_incomplete_chain():
     return server
 
 
+def s_ecc_without_support():
+    # A renewal with an ECC key, imported but not enabled, where Exchange's ECC support is off.
+    server = world.healthy()
+    server.setting_overrides = []
+    add(server, world.public_cert(HYBRID_NAME, subject="CN=mail.contoso.com, O=Contoso ECC, C=US", key=pki.make_key("ec", 256, 5)),
+        services="None", chain=world.public_chain())
+    return server
+
+
 def s_exchange_status():
     server = world.healthy()
     hybrid(server).status = "Revoked"
@@ -257,6 +266,7 @@ TRIGGERS = {
     "HM305": s_missing_key,
     "HM306": s_incomplete_chain,
     "HM307": s_exchange_status,
+    "HM308": s_ecc_without_support,
     "HM311": s_internal_missing,
     "HM312": s_internal_expired,
     "HM313": s_internal_without_smtp,

@@ -8,7 +8,9 @@ import os
 
 import pytest
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _facts, _findings, _plan, _snapshot, _trust
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _facts, _findings, _plan, _runner, _snapshot, _trust
+from tests.lab.exchange import contract
+from tests.lab.exchange.calls import call, request
 from tests.lab.exchange.fleet import Fleet
 
 FLEETS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "lab", "fleets")
@@ -65,3 +67,49 @@ def test_enforce_refuses_a_missing_intermediate_with_the_import_to_do(lab_store)
     assert plan.blockers, plan
     text = " ".join(plan.blockers)
     assert "Cert:\\LocalMachine\\CA" in text and "Trusted Root Program" not in text, text
+
+
+# -- 12.7: ECC certificates and Exchange's ECC support ----------------------------------------
+
+
+def _ecc(server):
+    return next(c for c in server.certificates.values() if c.friendly_name == "Contoso public ECC 2026")
+
+
+def test_the_lab_refuses_an_ecc_certificate_without_the_ecc_override():
+    lab = fleet("ecc")
+    for name, ok in (("EX01", False), ("EX02", True)):
+        server = lab.servers[name]
+        enable = call("Enable-ExchangeCertificate", Thumbprint=_ecc(server).thumbprint, Services="SMTP", Force=True)
+        result = server.handle_request(request(enable))["calls"][0]
+        assert result["ok"] is ok, (name, result)
+        if not ok:
+            assert "(reason: KeyAlgorithmUnsupported)" in result["error"]["message"], result
+
+
+def test_enforce_does_not_enable_an_ecc_certificate_while_the_ecc_override_is_unknown(lab_store):
+    for name in ("EX01", "EX02"):  # the audit does not read setting overrides (yet): unknown on both
+        server = fleet("ecc").servers[name]
+        snapshot = snapshot_of(server)
+        assert snapshot.ecc_support is None
+        plan = _plan.plan_smtp_certificate(snapshot, _facts.evaluate(snapshot, lab_store, NOW))
+        assert not [s for s in plan.steps if s.target == _ecc(server).thumbprint], plan.steps
+        text = " ".join(plan.blockers)
+        assert "KeyAlgorithmUnsupported" in text and "New-SettingOverride" in text and "unknown" in text, text
+        hm308 = [f for f in findings_of(server, lab_store) if f.id == "HM308"]
+        assert [f.subject for f in hm308] == [_ecc(server).thumbprint] and hm308[0].severity == "warning", hm308
+
+
+def test_once_the_runner_reads_setting_overrides_enforce_enables_ecc_where_the_override_is_on(lab_store, monkeypatch):
+    # What the controller does once runner.ps1 allow-lists Get-SettingOverride (the lab answers it already).
+    allowed = _runner.ALLOWED_CMDLETS + (_snapshot.SETTING_OVERRIDES_CMDLET,)
+    monkeypatch.setattr(_runner, "ALLOWED_CMDLETS", allowed)
+    monkeypatch.setattr(contract.runner_contract, "ALLOWED_CMDLETS", allowed)  # the lab's copy of the contract
+    lab = fleet("ecc")
+    off, on = snapshot_of(lab.servers["EX01"]), snapshot_of(lab.servers["EX02"])
+    assert (off.ecc_support, on.ecc_support) == (False, True)
+    refused = _plan.plan_smtp_certificate(off, _facts.evaluate(off, lab_store, NOW))
+    assert "not enabled on this server" in " ".join(refused.blockers) and not refused.steps
+    planned = _plan.plan_smtp_certificate(on, _facts.evaluate(on, lab_store, NOW))
+    assert not planned.blockers and [s.target for s in planned.steps if s.action == _plan.ENABLE_SMTP] == [_ecc(lab.servers["EX02"]).thumbprint]
+    assert not [f for f in findings_of(lab.servers["EX02"], lab_store) if f.id == "HM308"]
