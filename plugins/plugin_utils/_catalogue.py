@@ -43,6 +43,7 @@ SET_RECEIVE_CONNECTOR = _CMDLETS + "set-receiveconnector"
 SET_HYBRID_CONFIGURATION = _CMDLETS + "set-hybridconfiguration"
 GET_QUEUE = _CMDLETS + "get-queue"
 _HEALTHCHECKER = "https://microsoft.github.io/CSS-Exchange/Diagnostics/HealthChecker/"
+HEALTHCHECKER = _HEALTHCHECKER
 HC_CERTIFICATE = _HEALTHCHECKER + "CertificateCheck/"
 HC_CLOUD_CONNECTOR = _HEALTHCHECKER + "CloudConnectorCheck/"
 HC_EXO_CONNECTOR = _HEALTHCHECKER + "ExoConnectorCheck/"
@@ -262,6 +263,12 @@ CHECKS = (
        "SCHANNEL TLS 1.2 client or server is disabled (Exchange Online requires TLS 1.2; critical on servers with "
        "cloud connectors), or .NET 4 SchUseStrongCrypto is off (warning).",
        (TLS_CONFIGURATION, HC_TLS), "TLS configuration"),
+    _c("HM404", "exchange-version-out-of-support", WARNING,
+       "The Exchange version is out of support", AUTO_FIX_NO,
+       "The server's Exchange version (Get-ExchangeServer AdminDisplayVersion) is past the end of its extended support "
+       "on the day of the audit: Exchange 2007, 2010 and 2013, and Exchange 2016 and 2019 after 2025-10-14 (Microsoft "
+       "lifecycle, as CSS-Exchange's HealthChecker dates them). It gets no security updates.",
+       (HEALTHCHECKER,)),
     # -- the fleet ------------------------------------------------------------------------------
     _c("HM501", "fleet-hybrid-certificate-inconsistent", WARNING,
        "Hybrid transport servers present different hybrid certificates", AUTO_FIX_NO,

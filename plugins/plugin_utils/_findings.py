@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 from . import _exposure, _model, _trust
 from ._catalogue import (
     CATALOGUE, CERTIFICATE_REQUIREMENTS, CONNECTORS_GUIDE, CRITICAL, ECC_OVERRIDE_ADVICE, ENABLE_CERTIFICATE, GET_QUEUE, HC_CERTIFICATE,
-    HC_INTERNAL_TRANSPORT, IMPORT_CERTIFICATE,
+    HC_INTERNAL_TRANSPORT, HEALTHCHECKER, IMPORT_CERTIFICATE,
     INFO, KB_2888788, KB_4051498, NEW_CERTIFICATE, SET_HYBRID_CONFIGURATION, SET_RECEIVE_CONNECTOR, SET_SEND_CONNECTOR,
     TLS_CONFIGURATION, WARNING, CAUSES_OF_2004, Finding, jsonable, sort_findings,
 )
@@ -873,6 +873,20 @@ def _check_tls(server: ServerFacts) -> list[Finding]:
         "reboot. See %s" % TLS_CONFIGURATION)]
 
 
+def _check_version(server: ServerFacts) -> list[Finding]:
+    """HM404: the Exchange version is out of support on the day the facts were gathered."""
+    version = (server.facts.get("server") or {}).get("version")
+    ended = _model.out_of_support(version, server.now.date())
+    if ended is None:
+        return []
+    product, build, end = ended
+    return [_finding(
+        "HM404", WARNING, "%s (%s) is out of support since %s" % (product, build, end.isoformat()), "server",
+        {"admin_display_version": version, "product": product, "build": build, "end_of_support": end.isoformat()},
+        "%s has had no security updates since %s. Plan the move to Exchange Server SE (an in-place upgrade from Exchange "
+        "2019 CU14 or later; from older versions a migration to new servers). See %s" % (product, end.isoformat(), HEALTHCHECKER))]
+
+
 def _check_audit(server: ServerFacts) -> list[Finding]:
     if not server.warnings:
         return []
@@ -898,7 +912,7 @@ def server_findings(facts: Mapping, options: Options | Mapping | None = None) ->
     server = ServerFacts(facts, Options.of(options))
     findings: list[Finding] = []
     for check in (_check_kb2888788, _check_no_trusted, _check_exo_certificates, _check_connectors, _check_certificates,
-                  _check_internal_transport, _check_tls, _check_audit):
+                  _check_internal_transport, _check_tls, _check_version, _check_audit):
         findings += check(server)
     # Mail flow last: whether it is critical depends on a cause found above.
     findings += _check_queue(server, findings)

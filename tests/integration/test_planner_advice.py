@@ -50,3 +50,30 @@ def test_an_ecc_certificate_is_not_enabled_without_exchanges_ecc_support(tmp_pat
     message = results["EX01"]["msg"]
     assert "ECC" in message and "New-SettingOverride" in message and ecc in message, message
     assert not [m for m in after["mutations"] if m["cmdlet"] == "Enable-ExchangeCertificate"], after["mutations"]
+
+
+def test_out_of_support_exchange_versions_are_a_warning_finding_as_of_the_run_date(tmp_path):
+    with running_lab(os.path.join(FLEETS, "versions.yml"), tmp_path=tmp_path) as lab:
+        run = run_role(lab.inventory, "audit", tmp_path / "reports", "-e", "hybrid_readiness_fail_on=warning")
+    ended = {"ex13": "2023-04-11", "ex16": "2025-10-14", "ex19": "2025-10-14"}
+    for host in ("ex13", "ex16", "ex19", "exse"):
+        hm404 = [f for f in run.host(host)["findings"] if f["id"] == "HM404"]
+        if host == "exse":
+            assert hm404 == [], hm404
+            continue
+        assert [(f["severity"], f["evidence"]["end_of_support"]) for f in hm404] == [("warning", ended[host])], (host, hm404)
+        assert "Exchange Server SE" in hm404[0]["remediation"]
+    # Visible where a pipeline looks: the summary, and a failed run under fail_on warning.
+    assert "HM404" in run.summary
+    assert run.rc == 2
+    assert run.host("exse")["compliant"] is True and run.host("ex13")["compliant"] is False
+
+
+def test_the_exchange_2010_session_is_refused_with_the_reason_before_any_server_is_contacted(tmp_path):
+    with running_lab(os.path.join(FLEETS, "versions.yml"), tmp_path=tmp_path) as lab:
+        completed, results = play(lab, tmp_path, "certificate_info", {"exchange_session": "e2010"}, limit="ex13")
+        commands = status(lab)["EX13"]["winrm"]["requests"].get("Command", 0)
+    assert completed.returncode != 0
+    message = results["EX13"]["msg"]
+    assert "Exchange 2010" in message and "PowerShell 2.0" in message and "PowerShell 3" in message, message
+    assert commands == 0

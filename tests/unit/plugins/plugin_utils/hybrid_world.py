@@ -143,6 +143,7 @@ class Server:
     queues: list = field(default_factory=list)
     tls: dict | None = field(default_factory=lambda: {"Tls12ClientEnabled": True, "Tls12ServerEnabled": True, "StrongCryptoNet4": True})
     failures: dict = field(default_factory=dict)  # call id -> error object
+    version: str = "Version 15.2 (Build 2562.17)"  # Get-ExchangeServer AdminDisplayVersion: Exchange Server SE
     # Get-SettingOverride's answer (what the audit reads once the runner allow-lists it): this world's
     # certificates have EC keys, so its Exchange has ECC support on (Microsoft Learn, "Exchange Server
     # support for ECC certificates"); [] = off, None = not read.
@@ -168,7 +169,7 @@ class Server:
             "calls": [
                 ok("host", [{"ComputerName": self.name, "Fqdn": self.fqdn, "Domain": DOMAIN, "PowerShellVersion": "5.1.17763.1",
                              "OSVersion": "10.0.17763", "Culture": "en-US"}]),
-                ok("server", [{"Name": self.name, "Fqdn": self.fqdn, "AdminDisplayVersion": "Version 15.2 (Build 1544.4)",
+                ok("server", [{"Name": self.name, "Fqdn": self.fqdn, "AdminDisplayVersion": self.version,
                                "ServerRole": "Mailbox", "Edition": "Standard", "IsEdgeServer": False, "Site": "contoso.com/Sites/HQ"}]),
                 ok("transport", [{"Name": self.name, "InternalTransportCertificateThumbprint": self.internal_transport or ""}]),
                 ok("certificates", [item.to_object() for item in self.certificates]),

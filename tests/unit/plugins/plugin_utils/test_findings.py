@@ -187,6 +187,12 @@ def s_ecc_without_support():
     return server
 
 
+def s_out_of_support():
+    server = world.healthy()
+    server.version = "Version 15.1 (Build 2507.6)"  # Exchange 2016: support ended 2025-10-14
+    return server
+
+
 def s_exchange_status():
     server = world.healthy()
     hybrid(server).status = "Revoked"
@@ -273,6 +279,7 @@ TRIGGERS = {
     "HM401": s_kb2888788,
     "HM402": s_kb2888788,
     "HM403": s_tls_disabled,
+    "HM404": s_out_of_support,
     "HM901": s_events_unreadable,
 }
 
