@@ -174,6 +174,12 @@ certificates:
           contains:
             thumbprint: {description: Thumbprint., type: str}
             subject: {description: Subject., type: str}
+        missing_issuer:
+          description: >-
+            With reason C(unknown_root) where the chain stops at a certificate that is not self-signed, the issuer that
+            neither the server nor the trust bundle holds (with a bundle of roots only, a missing public intermediate
+            looks like this); null otherwise.
+          type: str
 send_connectors:
   description: Send connectors of the organisation that this server is a source of (all of them on Edge).
   returned: success

@@ -46,6 +46,7 @@ def _verdict_facts(verdict: _trust.Verdict) -> dict:
         "reasons": [{"code": reason.code, "message": reason.text} for reason in verdict.reasons],
         "names": list(verdict.names),
         "missing_intermediates": [{"thumbprint": link.thumbprint, "subject": link.subject} for link in verdict.missing_intermediates],
+        "missing_issuer": verdict.missing_issuer,
     }
 
 

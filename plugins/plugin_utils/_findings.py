@@ -199,6 +199,21 @@ class ServerFacts:
         return ServerFacts.codes(cert) == ["incomplete_chain"]
 
     @staticmethod
+    def issuer_hint(certs: Sequence[Mapping]) -> str:
+        """For certificates whose only reason is unknown_root at a certificate that is not self-signed: its
+        issuer is on neither the server nor the trust bundle. A bundle of roots only (certifi's) cannot tell
+        a missing public intermediate from an untrusted CA, so the advice names both."""
+        issuers = list(dict.fromkeys(str((cert.get("verdict") or {}).get("missing_issuer")) for cert in certs
+                                     if ServerFacts.codes(cert) == ["unknown_root"] and (cert.get("verdict") or {}).get("missing_issuer")))
+        if not issuers:
+            return ""
+        return (" The chain stops short of a root: the server holds no certificate for the issuer %s. If that is an intermediate "
+                "of a public CA (a trust bundle of roots only, such as the default one, cannot tell), the certificate is fine: "
+                "import that intermediate into this server's Intermediate Certification Authorities store (Import-Certificate "
+                "-FilePath <intermediate>.cer -CertStoreLocation Cert:\\LocalMachine\\CA) and restart MSExchangeTransport; a trust "
+                "bundle with the public intermediates makes this audit name it." % " and ".join(issuers))
+
+    @staticmethod
     def missing_intermediates(certs: Sequence[Mapping]) -> list[tuple[str, str]]:
         """(subject, thumbprint) of the intermediates these certificates' verdicts say the server lacks."""
         return [(str(link.get("subject")), str(link.get("thumbprint"))) for cert in certs
@@ -413,7 +428,7 @@ def _check_no_trusted(server: ServerFacts) -> list[Finding]:
             "Exchange Online accepts only a certificate from a CA of the Microsoft Trusted Root Program that covers %s, is valid, "
             "and is sent with its full chain. Obtain one (New-ExchangeCertificate -GenerateRequest, or your CA's process), "
             "install it with Import-ExchangeCertificate, enable it for SMTP and pin it on the cloud connectors "
-            "(TlsCertificateName).%s See %s" % (name, hint, CERTIFICATE_REQUIREMENTS),
+            "(TlsCertificateName).%s%s See %s" % (name, hint, server.issuer_hint(smtp_candidates), CERTIFICATE_REQUIREMENTS),
         ))
     return findings
 
@@ -434,7 +449,7 @@ def _exo_certificate_remediation(server: ServerFacts, cert: Mapping, problem: st
                 "(TlsCertificateName) or stop this one from serving SMTP, as KB 2888788 describes." % problem)
     else:
         text = ("%s Replace it with a certificate from a CA of the Microsoft Trusted Root Program that covers the hybrid "
-                "FQDN, enable it for SMTP and pin it on the cloud connectors." % problem)
+                "FQDN, enable it for SMTP and pin it on the cloud connectors.%s" % (problem, server.issuer_hint([cert])))
     return text + " See %s" % CERTIFICATE_REQUIREMENTS
 
 
@@ -532,7 +547,8 @@ def _pin_findings(server: ServerFacts, connector: _exposure.Connector, base: Map
             "The TlsCertificateName selects a certificate Exchange Online refuses. %s See %s"
             % (("Pin the trusted certificate: %s." % _set_connector_command(kind, identity, server.thumbprint(others[0])))
                if others else _chain_only_advice(server, [target], " or ".join(names)) if server.lacks_only_intermediates(target)
-               else "Install a trusted certificate for %s and pin it." % " or ".join(names), CERTIFICATE_REQUIREMENTS)))
+               else "Install a trusted certificate for %s and pin it.%s" % (" or ".join(names), server.issuer_hint([target])),
+               CERTIFICATE_REQUIREMENTS)))
     if "SMTP" not in (target.get("services") or ()):
         findings.append(_finding(
             "HM205", CRITICAL,

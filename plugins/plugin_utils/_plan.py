@@ -396,6 +396,13 @@ def _nothing_trusted(snapshot, verdicts, connector: _exposure.Connector, needs_s
                    % (snapshot.host, names, connector.label, " and ".join(v.thumbprint for v in chain_only),
                       "" if len(chain_only) > 1 else "s",
                       _trust.import_intermediates_advice((link.subject, link.thumbprint) for v in chain_only for link in v.missing_intermediates)))
+    issuers = list(dict.fromkeys(verdicts[c.thumbprint].missing_issuer for c in covering if c.thumbprint in verdicts
+                                 and tuple(verdicts[c.thumbprint].codes) == (_trust.UNKNOWN_ROOT,) and verdicts[c.thumbprint].missing_issuer))
+    if issuers and not trusted_off and not chain_only:
+        # With a trust bundle of roots only, a missing public intermediate reads as unknown_root.
+        message += (" The server holds no certificate for the issuer %s: if it is a public CA's intermediate, import it into the "
+                    "Intermediate Certification Authorities store (Import-Certificate -CertStoreLocation Cert:\\LocalMachine\\CA) "
+                    "instead." % " and ".join(issuers))
     if covering:
         message += " Certificates covering it: %s." % "; ".join(_describe_certificate(c, verdicts) for c in covering)
     return message

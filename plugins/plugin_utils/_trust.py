@@ -252,6 +252,10 @@ class Verdict:
     # incomplete_chain: the intermediates the server lacks, nearest the leaf first. Importing them into
     # the server's Intermediate Certification Authorities store is the whole fix when nothing else applies.
     missing_intermediates: tuple[ChainLink, ...] = ()
+    # unknown_root where the path stops at a certificate that is not self-signed: the name of its issuer,
+    # which neither the server nor the trust bundle holds. With a bundle of roots only (certifi's) that is
+    # also how a missing public intermediate looks, so the advice offers both fixes.
+    missing_issuer: str | None = None
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -315,7 +319,11 @@ def _reachability(
                 % (_subject(completed[-1]), ", ".join("%s (%s)" % (_subject(cert), _model.sha1_thumbprint(cert)) for cert in missing)),
             )
         ], tuple(missing)
-    return path, [Reason(UNKNOWN_ROOT, "the chain ends at %s, which is not in the trust bundle %s" % (_subject(path[-1]), store.source))], ()
+    top = path[-1]
+    if top.issuer != top.subject:
+        return path, [Reason(UNKNOWN_ROOT, "the chain ends at %s, whose issuer %s is neither on the server nor in the trust bundle %s"
+                             % (_subject(top), _model.windows_name(top.issuer), store.source))], ()
+    return path, [Reason(UNKNOWN_ROOT, "the chain ends at %s, which is not in the trust bundle %s" % (_subject(top), store.source))], ()
 
 
 def import_intermediates_advice(missing: Iterable[tuple[str, str]]) -> str:
@@ -478,6 +486,8 @@ def evaluate(
         chain=_links(validated if validated is not None else path),
         chain_validated=validated is not None,
         missing_intermediates=_links(missing),
+        missing_issuer=(_model.windows_name(path[-1].issuer) if UNKNOWN_ROOT in (r.code for r in reasons)
+                        and path[-1].issuer != path[-1].subject else None),
         **exchange_view,
     )
 

@@ -113,3 +113,21 @@ def test_once_the_runner_reads_setting_overrides_enforce_enables_ecc_where_the_o
     planned = _plan.plan_smtp_certificate(on, _facts.evaluate(on, lab_store, NOW))
     assert not planned.blockers and [s.target for s in planned.steps if s.action == _plan.ENABLE_SMTP] == [_ecc(lab.servers["EX02"]).thumbprint]
     assert not [f for f in findings_of(lab.servers["EX02"], lab_store) if f.id == "HM308"]
+
+
+def test_with_a_bundle_of_roots_only_a_missing_intermediate_is_offered_as_the_likely_fix(tmp_path):
+    # certifi's bundle (the default) holds roots only: the intermediate EX02 lacks is known nowhere, so the
+    # verdict is unknown_root, and the advice must not be only "get a Trusted Root Program certificate".
+    lab = fleet("missing_intermediate")
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes(b"".join(root.issued.pem for root in lab.organization.public_roots()))
+    store = _trust.load_trust_bundle(str(roots))
+    server = lab.servers["EX02"]
+    intermediate = next(iter(lab.servers["EX01"].intermediate_store.values()))
+    findings = findings_of(server, store)
+    for check in ("HM102", "HM103", "HM204"):
+        texts = [f.remediation for f in findings if f.id == check]
+        assert texts and all("Cert:\\LocalMachine\\CA" in t and intermediate.subject in t for t in texts), (check, texts)
+    snapshot = snapshot_of(server)
+    text = " ".join(_plan.plan_smtp_certificate(snapshot, _facts.evaluate(snapshot, store, NOW)).blockers)
+    assert "Cert:\\LocalMachine\\CA" in text and intermediate.subject in text, text
