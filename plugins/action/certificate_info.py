@@ -40,6 +40,7 @@ class ActionModule(ActionBase):
             _args.check_range("max_events", args["max_events"], 1, 10000)
             thumbprints = _args.thumbprints(args["thumbprints"])
             store = _args.trust_store(args)
+            _args.check_session(args)
         except _args.OptionError as exc:
             return dict(result, failed=True, msg=str(exc))
 

@@ -105,6 +105,7 @@ class ActionModule(ActionBase):
     def _run(self, result: dict, args: dict, host: str) -> dict:
         try:
             store = _args.trust_store(args)
+            _args.check_session(args)
         except _args.OptionError as exc:
             return dict(result, failed=True, msg="%s: %s" % (host, exc))
         options = self._options(args)

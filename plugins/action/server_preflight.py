@@ -17,7 +17,7 @@ import time
 from ansible.plugins.action import ActionBase
 from ansible.release import __version__ as ansible_version
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _preflight, _runner, _text, _transport
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _preflight, _runner, _text, _transport
 
 ARGUMENT_SPEC = dict(
     rbac_user=dict(type="str"),
@@ -52,6 +52,10 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         host = task_vars.get("inventory_hostname", self._play_context.remote_addr)
         args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
+        try:
+            _args.check_session(args)
+        except _args.OptionError as exc:
+            return dict(result, failed=True, msg="%s: %s" % (host, exc))
 
         connection_user = self._connection_option("remote_user") or self._play_context.remote_user
         rbac_user = args["rbac_user"] or connection_user

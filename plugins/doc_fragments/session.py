@@ -11,15 +11,17 @@ options:
   exchange_session:
     description:
       - How the Exchange cmdlets are loaded on the server, once per round trip.
-      - C(auto) uses cmdlets already present, then the Exchange 2013+ snap-in, then the Exchange 2010
-        snap-in, then C(RemoteExchange.ps1) with C(Connect-ExchangeServer -Auto). Edge Transport
-        servers load the snap-ins listed in C(bin\exShell.psc1).
-      - C(snapin) and C(e2010) load only that snap-in (widely used, but not supported by Microsoft
-        except for transport agent cmdlets).
+      - C(auto) uses cmdlets already present, then the Exchange 2013+ snap-in, then
+        C(RemoteExchange.ps1) with C(Connect-ExchangeServer -Auto). Edge Transport servers load the
+        snap-ins listed in C(bin\exShell.psc1).
+      - C(snapin) loads only that snap-in (widely used, but not supported by Microsoft except for
+        transport agent cmdlets).
       - C(remote_exchange) is the supported way; it opens a second hop to Exchange, which needs
         Kerberos delegation, CredSSP or C(become).
       - C(none) expects the cmdlets to be loaded already, for example by a PowerShell profile or a
         custom endpoint.
+      - C(e2010) is refused with an error before any server is contacted; Exchange 2010 is not supported
+        (its shell is Windows PowerShell 2.0, and the runner needs PowerShell 3 or later).
     type: str
     choices: [auto, none, snapin, e2010, remote_exchange]
     default: auto

@@ -104,6 +104,12 @@ server:
     roles: {description: Server roles., type: list, elements: str, sample: [Mailbox]}
     is_edge: {description: Whether this is an Edge Transport server., type: bool}
     powershell: {description: PowerShell version that ran the script., type: str}
+    ecc_support:
+      description: >-
+        Whether Exchange's ECC certificate support (the setting override of Microsoft's "Exchange Server support for ECC
+        certificates") applies to this server; null when not read (the audit does not read setting overrides yet), so
+        the enforcement modules enable no certificate with an ECC key.
+      type: bool
 hybrid_fqdns:
   description: The names this server presents to Exchange Online, lower case.
   returned: success
@@ -158,6 +164,22 @@ certificates:
           type: list
           elements: dict
           sample: [{code: unknown_root, message: "the chain does not reach a root in the trust bundle"}]
+        missing_intermediates:
+          description: >-
+            With reason C(incomplete_chain), the intermediate CA certificates the server lacks (known from the trust
+            bundle), nearest the leaf first; importing them into its Intermediate Certification Authorities store
+            completes the chain.
+          type: list
+          elements: dict
+          contains:
+            thumbprint: {description: Thumbprint., type: str}
+            subject: {description: Subject., type: str}
+        missing_issuer:
+          description: >-
+            With reason C(unknown_root) where the chain stops at a certificate that is not self-signed, the issuer that
+            neither the server nor the trust bundle holds (with a bundle of roots only, a missing public intermediate
+            looks like this); null otherwise.
+          type: str
 send_connectors:
   description: Send connectors of the organisation that this server is a source of (all of them on Edge).
   returned: success

@@ -32,6 +32,18 @@ class OptionError(ValueError):
     """An option value that passed type checks but cannot be right."""
 
 
+# exchange_session=e2010 is still accepted by the option's choices, so that an older playbook gets this
+# message rather than "must be one of": Exchange 2010 is not supported.
+E2010_REFUSED = ("exchange_session=e2010 is not supported: Exchange 2010's shell runs Windows PowerShell 2.0, and the "
+                 "collection's runner needs PowerShell 3 or later (ConvertFrom-Json, [ordered]); the collection supports "
+                 "Exchange 2013 and later. Use auto (or snapin) on those servers.")
+
+
+def check_session(args) -> None:
+    if args.get("exchange_session") == "e2010":
+        raise OptionError(E2010_REFUSED)
+
+
 def check_range(name: str, value: int, low: int, high: int) -> None:
     if not low <= value <= high:
         raise OptionError("%s must be between %d and %d, got %d" % (name, low, high, value))

@@ -43,11 +43,21 @@ SET_RECEIVE_CONNECTOR = _CMDLETS + "set-receiveconnector"
 SET_HYBRID_CONFIGURATION = _CMDLETS + "set-hybridconfiguration"
 GET_QUEUE = _CMDLETS + "get-queue"
 _HEALTHCHECKER = "https://microsoft.github.io/CSS-Exchange/Diagnostics/HealthChecker/"
+HEALTHCHECKER = _HEALTHCHECKER
 HC_CERTIFICATE = _HEALTHCHECKER + "CertificateCheck/"
 HC_CLOUD_CONNECTOR = _HEALTHCHECKER + "CloudConnectorCheck/"
 HC_EXO_CONNECTOR = _HEALTHCHECKER + "ExoConnectorCheck/"
 HC_INTERNAL_TRANSPORT = _HEALTHCHECKER + "InternalTransportCertificateCheck/"
 HC_TLS = _HEALTHCHECKER + "TLSConfigurationCheck/"
+
+# Microsoft Learn, "Exchange Server support for ECC certificates" (from the April 2024 Hotfix Update).
+ECC_OVERRIDE_ADVICE = (
+    "Exchange uses an ECC certificate only with its ECC support enabled (Microsoft Learn, \"Exchange Server support for "
+    "ECC certificates\"): New-SettingOverride -Name 'EnableEcc' -Component 'Global' -Section 'ECC' "
+    "-Parameters @('Enabled=true') -Reason 'ECC certificates', then Get-ExchangeDiagnosticInfo -Process "
+    "Microsoft.Exchange.Directory.TopologyService -Component VariantConfiguration -Argument Refresh and restart the "
+    "Exchange services, as the article describes (an Edge Transport server takes the registry value it names). Or use a "
+    "certificate with an RSA key.")
 
 # ---------------------------------------------------------------------------------------------
 # The catalogue
@@ -215,6 +225,13 @@ CHECKS = (
        "Untrusted, RevocationCheckFailure or PendingRequest (HealthChecker yellow). Exchange's opinion, "
        "reported beside the collection's own verdict.",
        (HC_CERTIFICATE,), "Certificate status"),
+    _c("HM308", "ecc-certificate-without-ecc-support", WARNING,
+       "An ECC certificate for Exchange Online needs Exchange's ECC support", AUTO_FIX_NO,
+       "A certificate with an ECC key, which Exchange Online would accept for a name it checks on this server, is not "
+       "enabled for SMTP, and Exchange's ECC certificate support (the setting override of Microsoft's \"Exchange Server "
+       "support for ECC certificates\") is not known to be on: Enable-ExchangeCertificate fails there with "
+       "KeyAlgorithmUnsupported, so enforcement does not enable it.",
+       (ENABLE_CERTIFICATE, CERTIFICATE_REQUIREMENTS)),
     _c("HM311", "internal-transport-certificate-missing", CRITICAL,
        "Internal transport certificate is missing", AUTO_FIX_NO,
        "InternalTransportCertificateThumbprint is empty or names no certificate on the server; internal mail "
@@ -246,6 +263,12 @@ CHECKS = (
        "SCHANNEL TLS 1.2 client or server is disabled (Exchange Online requires TLS 1.2; critical on servers with "
        "cloud connectors), or .NET 4 SchUseStrongCrypto is off (warning).",
        (TLS_CONFIGURATION, HC_TLS), "TLS configuration"),
+    _c("HM404", "exchange-version-out-of-support", WARNING,
+       "The Exchange version is out of support", AUTO_FIX_NO,
+       "The server's Exchange version (Get-ExchangeServer AdminDisplayVersion) is past the end of its extended support "
+       "on the day of the audit: Exchange 2007, 2010 and 2013, and Exchange 2016 and 2019 after 2025-10-14 (Microsoft "
+       "lifecycle, as CSS-Exchange's HealthChecker dates them). It gets no security updates.",
+       (HEALTHCHECKER,)),
     # -- the fleet ------------------------------------------------------------------------------
     _c("HM501", "fleet-hybrid-certificate-inconsistent", WARNING,
        "Hybrid transport servers present different hybrid certificates", AUTO_FIX_NO,

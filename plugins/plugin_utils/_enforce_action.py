@@ -101,6 +101,7 @@ class EnforceAction(ActionBase):
         try:
             _args.check_range("event_lookback_days", args["event_lookback_days"], 0, 365)
             store = _args.trust_store(args)
+            _args.check_session(args)
             planner, options = self.planner(args)
         except _args.OptionError as exc:
             return dict(result, failed=True, msg=str(exc))

@@ -45,6 +45,8 @@ def _verdict_facts(verdict: _trust.Verdict) -> dict:
         "trusted": verdict.trusted,
         "reasons": [{"code": reason.code, "message": reason.text} for reason in verdict.reasons],
         "names": list(verdict.names),
+        "missing_intermediates": [{"thumbprint": link.thumbprint, "subject": link.subject} for link in verdict.missing_intermediates],
+        "missing_issuer": verdict.missing_issuer,
     }
 
 
@@ -175,6 +177,8 @@ def server_facts(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, now: dat
             "roles": sorted(snapshot.server.roles),
             "is_edge": snapshot.server.is_edge,
             "powershell": snapshot.powershell,
+            # Exchange's ECC certificate support: true/false from the setting overrides, null when not read.
+            "ecc_support": snapshot.ecc_support,
         },
         "hybrid_fqdns": list(snapshot.exposure.hybrid_fqdns),
         # What faces Exchange Online, as the planner sees it: findings read it instead of deriving it again.

@@ -25,7 +25,8 @@ from typing import Mapping, Sequence
 
 from . import _exposure, _model, _trust
 from ._catalogue import (
-    CATALOGUE, CERTIFICATE_REQUIREMENTS, CONNECTORS_GUIDE, CRITICAL, GET_QUEUE, HC_CERTIFICATE, HC_INTERNAL_TRANSPORT, IMPORT_CERTIFICATE,
+    CATALOGUE, CERTIFICATE_REQUIREMENTS, CONNECTORS_GUIDE, CRITICAL, ECC_OVERRIDE_ADVICE, ENABLE_CERTIFICATE, GET_QUEUE, HC_CERTIFICATE,
+    HC_INTERNAL_TRANSPORT, HEALTHCHECKER, IMPORT_CERTIFICATE,
     INFO, KB_2888788, KB_4051498, NEW_CERTIFICATE, SET_HYBRID_CONFIGURATION, SET_RECEIVE_CONNECTOR, SET_SEND_CONNECTOR,
     TLS_CONFIGURATION, WARNING, CAUSES_OF_2004, Finding, jsonable, sort_findings,
 )
@@ -186,6 +187,39 @@ class ServerFacts:
     def usable(cert: Mapping) -> bool:
         """Transport can present it: enabled for SMTP, and the private key is not known to be missing."""
         return "SMTP" in (cert.get("services") or ()) and cert.get("has_private_key") is not False
+
+    @staticmethod
+    def lacks_only_intermediates(cert: Mapping) -> bool:
+        """Exchange Online would trust it but for intermediates the server does not hold (incomplete_chain
+        is its verdict's only reason): importing them is the fix, not another certificate."""
+        return ServerFacts.codes(cert) == ["incomplete_chain"]
+
+    @staticmethod
+    def issuer_hint(certs: Sequence[Mapping]) -> str:
+        """For certificates whose only reason is unknown_root at a certificate that is not self-signed: its
+        issuer is on neither the server nor the trust bundle. A bundle of roots only (certifi's) cannot tell
+        a missing public intermediate from an untrusted CA, so the advice names both."""
+        issuers = list(dict.fromkeys(str((cert.get("verdict") or {}).get("missing_issuer")) for cert in certs
+                                     if ServerFacts.codes(cert) == ["unknown_root"] and (cert.get("verdict") or {}).get("missing_issuer")))
+        if not issuers:
+            return ""
+        return (" The chain stops short of a root: the server holds no certificate for the issuer %s. If that is an intermediate "
+                "of a public CA (a trust bundle of roots only, such as the default one, cannot tell), the certificate is fine: "
+                "import that intermediate into this server's Intermediate Certification Authorities store (Import-Certificate "
+                "-FilePath <intermediate>.cer -CertStoreLocation Cert:\\LocalMachine\\CA) and restart MSExchangeTransport; a trust "
+                "bundle with the public intermediates makes this audit name it." % " and ".join(issuers))
+
+    @staticmethod
+    def missing_intermediates(certs: Sequence[Mapping]) -> list[tuple[str, str]]:
+        """(subject, thumbprint) of the intermediates these certificates' verdicts say the server lacks."""
+        return [(str(link.get("subject")), str(link.get("thumbprint"))) for cert in certs
+                for link in (cert.get("verdict") or {}).get("missing_intermediates") or () if isinstance(link, Mapping)]
+
+    def ecc_note(self, cert: Mapping) -> str:
+        """What advice to enable cert must add when it has an ECC key and Exchange's ECC support is not known to be on."""
+        if cert.get("key_type") != "EC" or (self.facts.get("server") or {}).get("ecc_support") is True:
+            return ""
+        return " It has an ECC key: Exchange's ECC support must be enabled first, or Enable-ExchangeCertificate fails (HM308)."
 
     def days_remaining(self, cert: Mapping) -> int | None:
         not_after = _model.parse_utc(cert.get("not_after"))
@@ -364,12 +398,17 @@ def _check_no_trusted(server: ServerFacts) -> list[Finding]:
         trusted_unusable = [cert for cert in server.certificates if server.trusted_for(cert, names)]
         smtp_candidates = [cert for cert in server.certificates if server.usable(cert) and any(
             _model.dns_name_matches(str(domain), n) for domain in cert.get("domains") or () for n in names)]
+        # A certificate for the name that only lacks its intermediates on this server: import them, do not buy another.
+        chain_only = [cert for cert in server.certificates if cert.get("has_private_key") is not False
+                      and server.lacks_only_intermediates(cert)
+                      and any(_model.dns_name_matches(str(domain), n) for domain in cert.get("domains") or () for n in names)]
         hint = ""
         if trusted_unusable:
             hint = (" A trusted certificate for it exists but is not enabled for SMTP or lacks its private key (%s): enable SMTP on it "
                     "with Enable-ExchangeCertificate -Thumbprint <x> -Services SMTP (this prompts to replace the default SMTP "
                     "certificate; answer no, or restore the internal transport certificate afterwards)."
                     % ", ".join(server.thumbprint(cert) for cert in trusted_unusable))
+            hint += "".join(dict.fromkeys(server.ecc_note(cert) for cert in trusted_unusable))
         findings.append(_finding(
             "HM102", CRITICAL,
             "No SMTP certificate trusted by Exchange Online covers %s" % " or ".join(names),
@@ -381,12 +420,23 @@ def _check_no_trusted(server: ServerFacts) -> list[Finding]:
                 "trusted_but_not_usable": [server.certificate_evidence(cert) for cert in trusted_unusable],
                 "smtp_candidates": [server.certificate_evidence(cert) for cert in smtp_candidates],
             },
+            _chain_only_advice(server, chain_only, name) + hint + " See %s" % CERTIFICATE_REQUIREMENTS if chain_only else
             "Exchange Online accepts only a certificate from a CA of the Microsoft Trusted Root Program that covers %s, is valid, "
             "and is sent with its full chain. Obtain one (New-ExchangeCertificate -GenerateRequest, or your CA's process), "
             "install it with Import-ExchangeCertificate, enable it for SMTP and pin it on the cloud connectors "
-            "(TlsCertificateName).%s See %s" % (name, hint, CERTIFICATE_REQUIREMENTS),
+            "(TlsCertificateName).%s%s See %s" % (name, hint, server.issuer_hint(smtp_candidates), CERTIFICATE_REQUIREMENTS),
         ))
     return findings
+
+
+def _chain_only_advice(server: ServerFacts, certs: Sequence[Mapping], name: str) -> str:
+    """The advice when the certificate(s) for name chain to a trusted root but the server lacks an intermediate."""
+    unbound = [server.thumbprint(cert) for cert in certs if not server.usable(cert)]
+    return ("%s for %s chain%s to a root Exchange Online trusts, but only through intermediates this server does not hold, "
+            "and Exchange Online does not fetch missing intermediates. %s%s" % (
+                ", ".join("%s (%s)" % (_label(cert), server.thumbprint(cert)) for cert in certs), name, "" if len(certs) > 1 else "s",
+                _trust.import_intermediates_advice(server.missing_intermediates(certs)),
+                " Then enable SMTP on %s and pin it on the cloud connectors (TlsCertificateName)." % " or ".join(unbound) if unbound else ""))
 
 
 def _exo_certificate_remediation(server: ServerFacts, cert: Mapping, problem: str) -> str:
@@ -395,7 +445,7 @@ def _exo_certificate_remediation(server: ServerFacts, cert: Mapping, problem: st
                 "(TlsCertificateName) or stop this one from serving SMTP, as KB 2888788 describes." % problem)
     else:
         text = ("%s Replace it with a certificate from a CA of the Microsoft Trusted Root Program that covers the hybrid "
-                "FQDN, enable it for SMTP and pin it on the cloud connectors." % problem)
+                "FQDN, enable it for SMTP and pin it on the cloud connectors.%s" % (problem, server.issuer_hint([cert])))
     return text + " See %s" % CERTIFICATE_REQUIREMENTS
 
 
@@ -492,7 +542,9 @@ def _pin_findings(server: ServerFacts, connector: _exposure.Connector, base: Map
             dict(base, certificate=server.certificate_evidence(target)),
             "The TlsCertificateName selects a certificate Exchange Online refuses. %s See %s"
             % (("Pin the trusted certificate: %s." % _set_connector_command(kind, identity, server.thumbprint(others[0])))
-               if others else "Install a trusted certificate for %s and pin it." % " or ".join(names), CERTIFICATE_REQUIREMENTS)))
+               if others else _chain_only_advice(server, [target], " or ".join(names)) if server.lacks_only_intermediates(target)
+               else "Install a trusted certificate for %s and pin it.%s" % (" or ".join(names), server.issuer_hint([target])),
+               CERTIFICATE_REQUIREMENTS)))
     if "SMTP" not in (target.get("services") or ()):
         findings.append(_finding(
             "HM205", CRITICAL,
@@ -500,7 +552,7 @@ def _pin_findings(server: ServerFacts, connector: _exposure.Connector, base: Map
             identity, dict(base, certificate=server.certificate_evidence(target)),
             "TLS fails with UnknownCredentials (KB 4051498). Enable SMTP on the selected certificate "
             "(Enable-ExchangeCertificate -Thumbprint %s -Services SMTP; it prompts to replace the default SMTP "
-            "certificate: answer no) or pin a certificate that is. See %s" % (_thumbprint_arg(target_tp), KB_4051498)))
+            "certificate: answer no) or pin a certificate that is.%s See %s" % (_thumbprint_arg(target_tp), server.ecc_note(target), KB_4051498)))
     return findings
 
 
@@ -573,7 +625,8 @@ def _send_connector_settings(connector: Mapping, identity: str, base: Mapping) -
 def _check_certificates(server: ServerFacts) -> list[Finding]:
     findings = []
     for cert in server.certificates:
-        for phase in (_lifetime_findings, _key_findings, _private_key_findings, _chain_findings, _exchange_status_findings):
+        for phase in (_lifetime_findings, _key_findings, _private_key_findings, _chain_findings, _exchange_status_findings,
+                      _ecc_findings):
             findings += phase(server, cert)
     return findings
 
@@ -658,9 +711,8 @@ def _chain_findings(server: ServerFacts, cert: Mapping) -> list[Finding]:
     return [_finding(
         "HM306", server.tier(cert), "Certificate %s (%s) chains to a trusted root only through intermediates the server lacks"
         % (_label(cert), server.thumbprint(cert)), server.thumbprint(cert), dict(evidence, chain=list(cert.get("chain") or ()), detail=reason),
-        "Exchange Online does not fetch missing intermediates: import the issuing CA's intermediate certificate(s) into "
-        "the server's Intermediate Certification Authorities store, then restart MSExchangeTransport. See %s"
-        % CERTIFICATE_REQUIREMENTS)]
+        "Exchange Online does not fetch missing intermediates. %s See %s"
+        % (_trust.import_intermediates_advice(server.missing_intermediates([cert])), CERTIFICATE_REQUIREMENTS))]
 
 
 def _exchange_status_findings(server: ServerFacts, cert: Mapping) -> list[Finding]:
@@ -682,6 +734,27 @@ def _exchange_status_findings(server: ServerFacts, cert: Mapping) -> list[Findin
         "revocation checks; compare with this collection's verdict in the evidence. Revoked, Invalid or DateInvalid "
         "certificates must be replaced; RevocationCheckFailure means the server cannot reach the CRL/OCSP endpoints. See %s"
         % (status, colour, HC_CERTIFICATE))]
+
+
+def _ecc_findings(server: ServerFacts, cert: Mapping) -> list[Finding]:
+    """HM308: an ECC certificate Exchange Online would accept, not yet enabled for SMTP, where Exchange's ECC
+    support is not known to be on (the planner refuses to enable it, _plan.ecc_unsupported)."""
+    names = server.exposure.exchange_online_names
+    state = (server.facts.get("server") or {}).get("ecc_support")
+    if (cert.get("key_type") != "EC" or state is True or not names or "SMTP" in (cert.get("services") or ())
+            or cert.get("has_private_key") is False or not server.trusted_for(cert, names)):
+        return []
+    edge = bool((server.facts.get("server") or {}).get("is_edge"))
+    problem = ("ECC support is not enabled on this server (no ECC setting override applies to it)" if state is False else
+               "this audit cannot tell whether ECC support is enabled (%s)" % (
+                   "an Edge Transport server keeps it in the registry, which the audit does not read" if edge
+                   else "it does not read setting overrides"))
+    return [_finding(
+        "HM308", WARNING, "ECC certificate %s (%s) for %s cannot be enabled for SMTP until Exchange's ECC support is on"
+        % (_label(cert), server.thumbprint(cert), " or ".join(names)), server.thumbprint(cert),
+        dict(server.certificate_evidence(cert), key_type=cert.get("key_type"), key_size=cert.get("key_size"), ecc_support=state),
+        "The certificate has an ECC key and %s: Enable-ExchangeCertificate fails with KeyAlgorithmUnsupported, and enforce "
+        "does not enable it. %s See %s" % (problem, ECC_OVERRIDE_ADVICE, ENABLE_CERTIFICATE))]
 
 
 def _check_internal_transport(server: ServerFacts) -> list[Finding]:
@@ -812,6 +885,20 @@ def _check_tls(server: ServerFacts) -> list[Finding]:
         "reboot. See %s" % TLS_CONFIGURATION)]
 
 
+def _check_version(server: ServerFacts) -> list[Finding]:
+    """HM404: the Exchange version is out of support on the day the facts were gathered."""
+    version = (server.facts.get("server") or {}).get("version")
+    ended = _model.out_of_support(version, server.now.date())
+    if ended is None:
+        return []
+    product, build, end = ended
+    return [_finding(
+        "HM404", WARNING, "%s (%s) is out of support since %s" % (product, build, end.isoformat()), "server",
+        {"admin_display_version": version, "product": product, "build": build, "end_of_support": end.isoformat()},
+        "%s has had no security updates since %s. Plan the move to Exchange Server SE (an in-place upgrade from Exchange "
+        "2019 CU14 or later; from older versions a migration to new servers). See %s" % (product, end.isoformat(), HEALTHCHECKER))]
+
+
 def _check_audit(server: ServerFacts) -> list[Finding]:
     if not server.warnings:
         return []
@@ -837,7 +924,7 @@ def server_findings(facts: Mapping, options: Options | Mapping | None = None) ->
     server = ServerFacts(facts, Options.of(options))
     findings: list[Finding] = []
     for check in (_check_kb2888788, _check_no_trusted, _check_exo_certificates, _check_connectors, _check_certificates,
-                  _check_internal_transport, _check_tls, _check_audit):
+                  _check_internal_transport, _check_tls, _check_version, _check_audit):
         findings += check(server)
     # Mail flow last: whether it is critical depends on a cause found above.
     findings += _check_queue(server, findings)

@@ -21,6 +21,7 @@ import contextlib
 import datetime
 import functools
 import hashlib
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, NamedTuple
@@ -81,6 +82,77 @@ def iso_utc(value: datetime.datetime | None) -> str | None:
 def server_name_key(name) -> str:
     """Server names in connector and hybrid configuration lists may be short names or FQDNs, in any case."""
     return (name or "").split(".")[0].strip().lower()
+
+
+# Exchange versions and the end of extended support: microsoft/CSS-Exchange,
+# Shared/Get-ExchangeBuildVersionInformation.ps1 (used by Diagnostics/HealthChecker): 15.0 = 2013
+# (until 2023-04-11), 15.1 = 2016 and 15.2 below build 2562 = 2019 (until 2025-10-14), 15.2 build 2562
+# and later = Subscription Edition. 14.x = 2010 (extended support ended 2020-10-13, Microsoft lifecycle).
+# (major.minor, first build) -> product; checked in order, first match wins.
+_PRODUCTS = (
+    ((15, 2), 2562, "Exchange Server SE"),
+    ((15, 2), 0, "Exchange Server 2019"),
+    ((15, 1), 0, "Exchange Server 2016"),
+    ((15, 0), 0, "Exchange Server 2013"),
+    ((14, None), 0, "Exchange Server 2010"),
+    ((8, None), 0, "Exchange Server 2007"),
+)
+END_OF_SUPPORT = {
+    "Exchange Server 2007": datetime.date(2017, 4, 11),
+    "Exchange Server 2010": datetime.date(2020, 10, 13),
+    "Exchange Server 2013": datetime.date(2023, 4, 11),
+    "Exchange Server 2016": datetime.date(2025, 10, 14),
+    "Exchange Server 2019": datetime.date(2025, 10, 14),
+    "Exchange Server SE": datetime.date(2035, 12, 31),  # HealthChecker's date; SE follows the Modern Lifecycle
+}
+_VERSION_RE = re.compile(r"Version\s+(\d+)\.(\d+)\s*\(Build\s+(\d+)\.(\d+)\)", re.IGNORECASE)
+_DOTTED_RE = re.compile(r"\A\s*(\d+)\.(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def exchange_product(admin_display_version) -> tuple:
+    """AdminDisplayVersion ("Version 15.2 (Build 1544.4)", or a dotted "15.2.1544.4") -> (product, build)."""
+    text = str(admin_display_version or "")
+    match = _VERSION_RE.search(text)
+    if match:
+        major, minor, build = int(match.group(1)), int(match.group(2)), int(match.group(3))
+        dotted = "%d.%d.%s.%s" % (major, minor, match.group(3), match.group(4))
+    else:
+        match = _DOTTED_RE.match(text)
+        if not match:
+            return None, None
+        major, minor, build = int(match.group(1)), int(match.group(2)), int(match.group(3))
+        dotted = ".".join(group for group in match.groups() if group is not None)
+    for (want_major, want_minor), first_build, product in _PRODUCTS:
+        if major == want_major and (want_minor is None or minor == want_minor) and build >= first_build:
+            return product, dotted
+    return None, dotted
+
+
+def out_of_support(admin_display_version, today: datetime.date) -> tuple | None:
+    """(product, build, end of extended support) when the version's support ended before today, else None
+    (supported, or not recognised)."""
+    product, build = exchange_product(admin_display_version)
+    end = END_OF_SUPPORT.get(product) if product else None
+    return (product, build, end) if end is not None and today > end else None
+
+
+def ecc_support_enabled(setting_overrides, server_name) -> bool:
+    """Whether Exchange's ECC certificate support applies to this server: a setting override with Component
+    Global, Section ECC and Parameters Enabled=true for every server or this one (Microsoft Learn, "Exchange
+    Server support for ECC certificates"). setting_overrides: Get-SettingOverride objects."""
+    own = server_name_key(server_name)
+    for override in setting_overrides or ():
+        if not isinstance(override, Mapping):
+            continue
+        parameters = override.get("Parameters") or ()
+        parameters = [parameters] if isinstance(parameters, str) else parameters
+        servers = override.get("Server") or ()
+        servers = [servers] if isinstance(servers, str) else servers
+        if (str(override.get("Component") or "").casefold() == "global" and str(override.get("Section") or "").casefold() == "ecc"
+                and any("".join(str(p).split()).casefold() == "enabled=true" for p in parameters)
+                and (not servers or own in {server_name_key(s) for s in servers})):
+            return True
+    return False
 
 
 def normalize_thumbprint(value) -> str:

@@ -50,7 +50,8 @@ import dataclasses
 import datetime
 from typing import Iterable, Mapping
 
-from . import _exposure, _model, _snapshot
+from . import _exposure, _model, _snapshot, _trust
+from ._catalogue import ECC_OVERRIDE_ADVICE
 
 SMTP = "SMTP"
 SCOPES = ("hybrid", "all")
@@ -355,6 +356,29 @@ def _describe_certificate(certificate: _model.Certificate, verdicts: Mapping) ->
         certificate.thumbprint, subject, issuer, format_services(certificate.services), judged)
 
 
+def is_ecc(certificate: _model.Certificate) -> bool:
+    return certificate.x509 is not None and certificate.x509.key_type == "EC"
+
+
+def ecc_support_problem(snapshot: _snapshot.ServerSnapshot) -> str:
+    """Why this server's ECC support is not known to be on (snapshot.ecc_support is not True)."""
+    if snapshot.ecc_support is False:
+        return "Exchange's ECC certificate support is not enabled on this server (no ECC setting override applies to it)"
+    if snapshot.server.is_edge:
+        return ("whether Exchange's ECC certificate support is enabled on this Edge Transport server is unknown (Edge keeps it "
+                "in the registry, which the audit does not read)")
+    return "whether Exchange's ECC certificate support is enabled on this server is unknown (the audit does not read setting overrides)"
+
+
+def ecc_unsupported(snapshot: _snapshot.ServerSnapshot, connector: _exposure.Connector, certificate: _model.Certificate) -> str:
+    """The refusal to enable SMTP on an ECC certificate where Exchange's ECC support is not known to be on:
+    Enable-ExchangeCertificate fails there with KeyAlgorithmUnsupported, half-way through a plan."""
+    return ("%s: %s (Exchange Online checks it for %s): the trusted certificate for it, %s, has an ECC key, and %s, so "
+            "Enable-ExchangeCertificate would fail with KeyAlgorithmUnsupported. %s Then run again; nothing was changed."
+            % (snapshot.host, " or ".join(connector.exchange_online_names), connector.label, certificate.thumbprint,
+               ecc_support_problem(snapshot), ECC_OVERRIDE_ADVICE))
+
+
 def _nothing_trusted(snapshot, verdicts, connector: _exposure.Connector, needs_smtp_hint: bool) -> str:
     """The interlock's message: the server, the name, what to install (or enable)."""
     name = connector.exchange_online_names[0]
@@ -364,12 +388,27 @@ def _nothing_trusted(snapshot, verdicts, connector: _exposure.Connector, needs_s
                "Install a certificate for %s issued by a CA in the Microsoft Trusted Root Program, with its "
                "private key and intermediate certificates, then run again; nothing was changed."
                % (snapshot.host, names, connector.label, name))
-    if needs_smtp_hint:
-        trusted_off = [c.thumbprint for c in covering if _trusted(verdicts, c) and SMTP not in c.services]
-        if trusted_off:
-            message = ("%s: %s (Exchange Online checks it for %s) has no trusted certificate enabled for SMTP. "
-                       "Enable SMTP on %s (hybridmail.exchange.smtp_certificate does it safely), then run again; "
-                       "nothing was changed." % (snapshot.host, names, connector.label, " or ".join(trusted_off)))
+    trusted_off = [c.thumbprint for c in covering if _trusted(verdicts, c) and SMTP not in c.services] if needs_smtp_hint else []
+    # Trusted but for intermediates the server lacks: the fix is importing them, not another certificate.
+    chain_only = [verdicts[c.thumbprint] for c in covering if c.has_private_key is not False and c.thumbprint in verdicts
+                  and tuple(verdicts[c.thumbprint].codes) == (_trust.INCOMPLETE_CHAIN,)]
+    if trusted_off:
+        message = ("%s: %s (Exchange Online checks it for %s) has no trusted certificate enabled for SMTP. "
+                   "Enable SMTP on %s (hybridmail.exchange.smtp_certificate does it safely), then run again; "
+                   "nothing was changed." % (snapshot.host, names, connector.label, " or ".join(trusted_off)))
+    elif chain_only:
+        message = ("%s: %s (Exchange Online checks it for %s) has no certificate Exchange Online would trust: %s chain%s to a "
+                   "trusted root only through intermediates this server does not hold. %s Then run again; nothing was changed."
+                   % (snapshot.host, names, connector.label, " and ".join(v.thumbprint for v in chain_only),
+                      "" if len(chain_only) > 1 else "s",
+                      _trust.import_intermediates_advice((link.subject, link.thumbprint) for v in chain_only for link in v.missing_intermediates)))
+    issuers = list(dict.fromkeys(verdicts[c.thumbprint].missing_issuer for c in covering if c.thumbprint in verdicts
+                                 and tuple(verdicts[c.thumbprint].codes) == (_trust.UNKNOWN_ROOT,) and verdicts[c.thumbprint].missing_issuer))
+    if issuers and not trusted_off and not chain_only:
+        # With a trust bundle of roots only, a missing public intermediate reads as unknown_root.
+        message += (" The server holds no certificate for the issuer %s: if it is a public CA's intermediate, import it into the "
+                    "Intermediate Certification Authorities store (Import-Certificate -CertStoreLocation Cert:\\LocalMachine\\CA) "
+                    "instead." % " and ".join(issuers))
     if covering:
         message += " Certificates covering it: %s." % "; ".join(_describe_certificate(c, verdicts) for c in covering)
     return message
@@ -564,9 +603,14 @@ def _enable_for_every_name(planning: _Planning) -> list:
     for connector in planning.connectors:
         if any(_usable(verdicts, c, connector.exchange_online_names, planning.smtp) for c in snapshot.certificates):
             continue
-        chosen = best_certificate(snapshot, verdicts, connector.exchange_online_names, None, excluded=planning.exempt)[0]
+        # An ECC certificate can be enabled only where Exchange's ECC support is known to be on.
+        unsupported = {c.thumbprint for c in snapshot.certificates if is_ecc(c)} if snapshot.ecc_support is not True else set()
+        chosen = best_certificate(snapshot, verdicts, connector.exchange_online_names, None,
+                                  excluded=set(planning.exempt) | unsupported)[0]
         if chosen is None:
-            planning.blockers.append(_nothing_trusted(snapshot, verdicts, connector, needs_smtp_hint=False))
+            ecc = best_certificate(snapshot, verdicts, connector.exchange_online_names, None, excluded=planning.exempt)[0]
+            planning.blockers.append(ecc_unsupported(snapshot, connector, ecc) if ecc is not None
+                                     else _nothing_trusted(snapshot, verdicts, connector, needs_smtp_hint=False))
             continue
         enabled.append(chosen)
         planning.smtp |= {chosen.thumbprint}

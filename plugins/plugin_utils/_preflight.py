@@ -8,10 +8,7 @@ checks ({name, status ok|warning|failed, detail}), readiness for audit and enfor
 diagnostics() builds the file a user attaches to a bug report. Pure Python, no Ansible imports.
 
 Sources:
-- Exchange versions and the end of extended support: microsoft/CSS-Exchange,
-  Shared/Get-ExchangeBuildVersionInformation.ps1 (used by Diagnostics/HealthChecker): 15.0 = 2013
-  (until 2023-04-11), 15.1 = 2016 and 15.2 below build 2562 = 2019 (until 2025-10-14), 15.2 build 2562
-  and later = Subscription Edition. 14.x = 2010 (extended support ended 2020-10-13, Microsoft lifecycle).
+- Exchange versions and the end of extended support: _model.exchange_product / END_OF_SUPPORT.
 - RBAC: the cmdlet reference of Get-ManagementRole (-Cmdlet "returns a list of all roles that include the
   specified cmdlet") and Get-ManagementRoleAssignment (-RoleAssignee "returns both direct role
   assignments to the role assignee, and indirect role assignments granted to a role assignee through
@@ -67,25 +64,8 @@ PROBES = {
 
 LANGUAGE_MODE_ERROR = "LanguageMode"  # RequestFailed.error_type of a host in ConstrainedLanguage mode
 
-# (major.minor, first build) -> product; checked in order, first match wins.
-_PRODUCTS = (
-    ((15, 2), 2562, "Exchange Server SE"),
-    ((15, 2), 0, "Exchange Server 2019"),
-    ((15, 1), 0, "Exchange Server 2016"),
-    ((15, 0), 0, "Exchange Server 2013"),
-    ((14, None), 0, "Exchange Server 2010"),
-    ((8, None), 0, "Exchange Server 2007"),
-)
-END_OF_SUPPORT = {
-    "Exchange Server 2007": datetime.date(2017, 4, 11),
-    "Exchange Server 2010": datetime.date(2020, 10, 13),
-    "Exchange Server 2013": datetime.date(2023, 4, 11),
-    "Exchange Server 2016": datetime.date(2025, 10, 14),
-    "Exchange Server 2019": datetime.date(2025, 10, 14),
-    "Exchange Server SE": datetime.date(2035, 12, 31),  # HealthChecker's date; SE follows the Modern Lifecycle
-}
-_VERSION_RE = re.compile(r"Version\s+(\d+)\.(\d+)\s*\(Build\s+(\d+)\.(\d+)\)", re.IGNORECASE)
-_DOTTED_RE = re.compile(r"\A\s*(\d+)\.(\d+)\.(\d+)(?:\.(\d+))?")
+END_OF_SUPPORT = _model.END_OF_SUPPORT
+exchange_product = _model.exchange_product
 
 KNOWN_LOADS = ("present", "snapin", "e2010", "edge", "remote_exchange")
 
@@ -163,25 +143,6 @@ def account_name(user) -> str:
     text = str(user or "").strip()
     text = text.rsplit("\\", 1)[-1]
     return text.split("@", 1)[0].lower()
-
-
-def exchange_product(admin_display_version) -> tuple:
-    """AdminDisplayVersion ("Version 15.2 (Build 1544.4)", or a dotted "15.2.1544.4") -> (product, build)."""
-    text = str(admin_display_version or "")
-    match = _VERSION_RE.search(text)
-    if match:
-        major, minor, build = int(match.group(1)), int(match.group(2)), int(match.group(3))
-        dotted = "%d.%d.%s.%s" % (major, minor, match.group(3), match.group(4))
-    else:
-        match = _DOTTED_RE.match(text)
-        if not match:
-            return None, None
-        major, minor, build = int(match.group(1)), int(match.group(2)), int(match.group(3))
-        dotted = ".".join(group for group in match.groups() if group is not None)
-    for (want_major, want_minor), first_build, product in _PRODUCTS:
-        if major == want_major and (want_minor is None or minor == want_minor) and build >= first_build:
-            return product, dotted
-    return None, dotted
 
 
 def _version_tuple(text) -> tuple:

@@ -30,6 +30,7 @@ import datetime
 from typing import Mapping, Sequence
 
 from . import _enforce, _facts, _model, _pfx, _plan, _snapshot, _trust
+from ._catalogue import ECC_OVERRIDE_ADVICE
 
 PRESENT = "present"
 ABSENT = "absent"
@@ -226,6 +227,11 @@ def plan_present(snapshot: _snapshot.ServerSnapshot, pfx: _pfx.Pfx, options: Opt
         iis = Extra(ENABLE_IIS, IIS_ID, "enable IIS on %s (services: %s%s)" % (
             thumbprint, _plan.format_services(final), ", -DoNotRequireSsl" if options.do_not_require_ssl else ""),
             _snapshot.call(IIS_ID, "Enable-ExchangeCertificate", **parameters))
+    if (steps or iis) and _plan.is_ecc(certificate) and snapshot.ecc_support is not True:
+        # Enable-ExchangeCertificate fails with KeyAlgorithmUnsupported there, after the import.
+        blockers.append("%s: certificate %s has an ECC key, and %s, so Enable-ExchangeCertificate would fail with "
+                        "KeyAlgorithmUnsupported. %s Nothing was changed."
+                        % (host, thumbprint, _plan.ecc_support_problem(snapshot), ECC_OVERRIDE_ADVICE))
     itc = snapshot.internal_transport_thumbprint
     if forced and itc != thumbprint:
         previous = certificate_on(snapshot, itc)

@@ -53,6 +53,12 @@ def call(call_id: str, cmdlet: str, properties=(), expect=None, **parameters) ->
     return request_call
 
 
+# Exchange's ECC support override (Microsoft Learn, "Exchange Server support for ECC certificates") is read
+# with Get-SettingOverride once runner.ps1 allow-lists it (with _runner.ALLOWED_CMDLETS); until then a
+# snapshot's ecc_support is None (unknown) and enforcement enables no ECC certificate.
+SETTING_OVERRIDES_CMDLET = "Get-SettingOverride"
+
+
 def audit_calls(event_lookback_days: int = 7, max_events: int = 50) -> list:
     """Every read of an audit, in the order the runner executes them."""
     calls = [
@@ -70,6 +76,8 @@ def audit_calls(event_lookback_days: int = 7, max_events: int = 50) -> list:
                                      "LastError", "LastRetryTime", "NextRetryTime"), Server=COMPUTERNAME),
         call("tls", "Get-HybridmailTlsState", ("Tls12ClientEnabled", "Tls12ServerEnabled", "StrongCryptoNet4")),
     ]
+    if SETTING_OVERRIDES_CMDLET in _runner.ALLOWED_CMDLETS:
+        calls.append(call("setting_overrides", SETTING_OVERRIDES_CMDLET, ("Name", "Component", "Section", "Parameters", "Server")))
     if event_lookback_days > 0:
         calls.append(call(
             "events", "Get-WinEvent", ("Id", "ProviderName", "TimeCreated", "LevelDisplayName", "MachineName", "Message"),
@@ -109,6 +117,9 @@ class ServerSnapshot:
     queues: tuple[_model.QueueInfo, ...]
     tls: Mapping | None
     failures: tuple[CallFailure, ...]
+    # Exchange's ECC certificate support on this server: True/False from Get-SettingOverride, None when
+    # not read (an Edge Transport server keeps it in the registry instead, which the runner does not read).
+    ecc_support: bool | None = None
 
     @classmethod
     def from_response(cls, response: Mapping, host: str, calls) -> ServerSnapshot:
@@ -149,6 +160,10 @@ class ServerSnapshot:
         hybrid_objects = objects("hybrid", required=False, absent_fqids=(COMMAND_NOT_FOUND,))
         events = objects("events", required=False, absent_fqids=(NO_EVENTS_FQID,))
         tls_objects = objects("tls", required=False)
+        overrides = objects("setting_overrides", required=False, absent_fqids=(COMMAND_NOT_FOUND,))
+        ecc_support = None
+        if overrides is not None and not server.is_edge and not any(f.call_id == "setting_overrides" for f in failures):
+            ecc_support = _model.ecc_support_enabled(overrides, server.name)
         first_host = host_objects[0] if host_objects else {}
         return cls(
             host=host,
@@ -165,6 +180,7 @@ class ServerSnapshot:
             queues=tuple(_model.QueueInfo.from_object(obj) for obj in objects("queues", required=False)),
             tls=tls_objects[0] if tls_objects else None,
             failures=tuple(failures),
+            ecc_support=ecc_support,
         )
 
     # -- derived facts --------------------------------------------------------------------------

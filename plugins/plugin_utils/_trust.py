@@ -249,6 +249,13 @@ class Verdict:
     names: tuple[str, ...]  # the host names the certificate was judged for
     status: str | None  # Exchange's Status, beside the verdict, not part of it
     root_ca_type: str | None  # Exchange's RootCAType, likewise
+    # incomplete_chain: the intermediates the server lacks, nearest the leaf first. Importing them into
+    # the server's Intermediate Certification Authorities store is the whole fix when nothing else applies.
+    missing_intermediates: tuple[ChainLink, ...] = ()
+    # unknown_root where the path stops at a certificate that is not self-signed: the name of its issuer,
+    # which neither the server nor the trust bundle holds. With a bundle of roots only (certifi's) that is
+    # also how a missing public intermediate looks, so the advice offers both fixes.
+    missing_issuer: str | None = None
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -294,11 +301,12 @@ def _subject(cert: x509.Certificate) -> str:
 
 def _reachability(
     leaf, server: CertificatePool, known: CertificatePool, store: TrustStore
-) -> tuple[tuple[x509.Certificate, ...], list[Reason]]:
-    """The path the server's own certificates give, and unknown_root/incomplete_chain when it fails."""
+) -> tuple[tuple[x509.Certificate, ...], list[Reason], tuple[x509.Certificate, ...]]:
+    """The path the server's own certificates give, unknown_root/incomplete_chain when it fails, and the
+    intermediates the server lacks (incomplete_chain only)."""
     path, reached = _search_path(leaf, server, store.anchors)
     if reached:
-        return path, []
+        return path, [], ()
     # Searched side by side rather than as server + known: merging the pools per certificate would make a
     # server with thousands of certificates quadratic.
     completed, reached_with_known = _search_path(leaf, server, store.anchors, extra=known)
@@ -310,8 +318,26 @@ def _reachability(
                 "chains to %s only through %s, which the server does not hold; Exchange Online does not fetch missing intermediates"
                 % (_subject(completed[-1]), ", ".join("%s (%s)" % (_subject(cert), _model.sha1_thumbprint(cert)) for cert in missing)),
             )
-        ]
-    return path, [Reason(UNKNOWN_ROOT, "the chain ends at %s, which is not in the trust bundle %s" % (_subject(path[-1]), store.source))]
+        ], tuple(missing)
+    top = path[-1]
+    if top.issuer != top.subject:
+        return path, [Reason(UNKNOWN_ROOT, "the chain ends at %s, whose issuer %s is neither on the server nor in the trust bundle %s"
+                             % (_subject(top), _model.windows_name(top.issuer), store.source))], ()
+    return path, [Reason(UNKNOWN_ROOT, "the chain ends at %s, which is not in the trust bundle %s" % (_subject(top), store.source))], ()
+
+
+def import_intermediates_advice(missing: Iterable[tuple[str, str]]) -> str:
+    """What to do when a certificate fails only because the server lacks intermediates: import them
+    into the server's Intermediate Certification Authorities store (Windows builds, and transport
+    sends, the chain from its local stores; Exchange Online does not fetch missing intermediates). The
+    certificate itself is fine: a new one is not needed. missing: (subject, thumbprint) pairs."""
+    unique = list(dict.fromkeys(missing))
+    named = ", ".join("%s (%s)" % pair for pair in unique) if unique else "the chain needs"
+    return ("Import the intermediate CA certificate%s %s into this server's Intermediate Certification Authorities store "
+            "(Import-Certificate -FilePath <intermediate>.cer -CertStoreLocation Cert:\\LocalMachine\\CA; the file from the "
+            "CA, or exported from a server whose chain is complete), then restart MSExchangeTransport "
+            "(Restart-Service MSExchangeTransport) so that transport sends the full chain. No new certificate is needed."
+            % ("s" if len(unique) > 1 else "", named))
 
 
 def _validity_reasons(facts: _model.X509Facts, now: datetime.datetime) -> list[Reason]:
@@ -439,7 +465,7 @@ def evaluate(
     reasons = [Reason(PARSE_ERROR, certificate.parse_error)] if certificate.parse_error else []
     if facts.self_signed:
         reasons.append(Reason(SELF_SIGNED, "self-signed: no public CA vouches for it"))
-    path, chain_reasons = _reachability(facts.cert, server, _as_pool(known_intermediates), store)
+    path, chain_reasons, missing = _reachability(facts.cert, server, _as_pool(known_intermediates), store)
     reasons += chain_reasons
     reasons += _validity_reasons(facts, now)
     reasons += _name_reasons(names, covered, facts)
@@ -459,6 +485,9 @@ def evaluate(
         reasons=_ordered(reasons),
         chain=_links(validated if validated is not None else path),
         chain_validated=validated is not None,
+        missing_intermediates=_links(missing),
+        missing_issuer=(_model.windows_name(path[-1].issuer) if UNKNOWN_ROOT in (r.code for r in reasons)
+                        and path[-1].issuer != path[-1].subject else None),
         **exchange_view,
     )
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from tests.lab import pki
@@ -124,6 +125,15 @@ def enable_exchange_certificate(ctx, args):
             "Cannot process command because of one or more missing mandatory parameters: Thumbprint.",
         )
     cert = _find_certificate(ctx, target, "Enable-ExchangeCertificate", thumbprint)
+    if isinstance(cert.issued.cert.public_key(), ec.EllipticCurvePublicKey) and not target.ecc_support:
+        # Without the ECC support override (server.py, ecc_support) Exchange refuses ECC certificates; the
+        # error as Exchange 2019 prints it (exchangeblogonline.de, "Exchange ECC Zertifikat einspielen", 2024).
+        raise errors.rpc_error(
+            "Enable-ExchangeCertificate", target.name, "KeyAlgorithmUnsupported",
+            "The certificate with thumbprint %s was found but is not valid for use with Exchange Server "
+            "(reason: KeyAlgorithmUnsupported)." % thumbprint,
+            type_name="System.InvalidOperationException", category="NotSpecified",
+        )
     requested = args["Services"]
     replace_internal = False
     if requested & svc.SMTP:
@@ -451,6 +461,19 @@ def set_receive_connector(ctx, args):
         ctx.change("Receive connector %s: %s %r -> %r" % (connector.identity, parameter, old, value))
     ctx.touch(ctx.server.org.servers.get(connector.server, ctx.server))
     return []
+
+
+# Get-SettingOverride (office-docs-powershell, Get-SettingOverride.md): the organisation's setting overrides
+# (Active Directory), each with Component, Section, Parameters ("Name=value" strings) and the Server list it
+# applies to (empty: every server). The lab holds the one override the collection looks for, ECC support
+# (server.py, ecc_support), per server. Not part of the Edge Transport shell: Edge reads a registry value.
+@cmdlet("Get-SettingOverride", Param("Identity"), Param("DomainController"))
+def get_setting_override(ctx, args):
+    if ctx.server.is_edge:
+        raise errors.command_not_found("Get-SettingOverride")
+    return [{"Name": "EnableEcc %s" % server.name, "Identity": "EnableEcc %s" % server.name, "Component": "Global",
+             "Section": "ECC", "Parameters": ["Enabled=true"], "Server": [server.name], "Reason": "ECC certificates"}
+            for server in ctx.server.org.servers.values() if server.ecc_support and not server.is_edge]
 
 
 @cmdlet("Get-HybridConfiguration", Param("DomainController"))

@@ -25,6 +25,7 @@ COMMAND_CLASSES = {
     "Get-HybridConfiguration": "Microsoft.Exchange.Management.Hybrid.GetHybridConfiguration",
     "Set-HybridConfiguration": "Microsoft.Exchange.Management.Hybrid.SetHybridConfiguration",
     "Get-Queue": "Microsoft.Exchange.Management.QueueViewerTasks.GetQueue",
+    "Get-SettingOverride": _SYSTEM_CONFIGURATION + "GetSettingOverride",
     "Get-WinEvent": "Microsoft.PowerShell.Commands.GetWinEventCommand",
 }
 

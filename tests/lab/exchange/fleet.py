@@ -345,6 +345,9 @@ class _Builder:
             raise FleetError("%s: session.auto must be snapin or remote_exchange" % where)
         if edge and session.get("auto") == "remote_exchange":
             raise FleetError("%s: an Edge Transport server has no remote Exchange PowerShell (session.auto)" % where)
+        ecc_support = entry.get("ecc_support", False)
+        if not isinstance(ecc_support, bool):
+            raise FleetError("%s: ecc_support must be true or false" % where)
         server = ExchangeServer(
             org=org,
             name=name,
@@ -359,6 +362,7 @@ class _Builder:
             edition=entry.get("edition", "Standard"),
             session=session,
             language_mode=language_mode,
+            ecc_support=ecc_support,
             initial_messages=int((entry.get("queue") or {}).get("messages", 0)),
         )
         try:

@@ -64,7 +64,7 @@ class ExchangeServer:
 
     def __init__(self, *, org, name: str, fqdn: str, domain: str, role: str, version: str, locale: str,
                  enable_behavior: str, tls, clock, edition: str = "Standard", session: dict | None = None,
-                 initial_messages: int = 0, language_mode: str = "FullLanguage"):
+                 initial_messages: int = 0, language_mode: str = "FullLanguage", ecc_support: bool = False):
         self.org = org
         self.name = name
         self.fqdn = fqdn
@@ -79,6 +79,12 @@ class ExchangeServer:
         self.session = dict(session or {})
         self.language_mode = language_mode  # $ExecutionContext.SessionState.LanguageMode of a WinRM session
         self.initial_messages = initial_messages
+        # Exchange's ECC certificate support (Microsoft Learn, "Exchange Server support for ECC certificates",
+        # from the April 2024 Hotfix Update): off unless the setting override
+        # New-SettingOverride -Component Global -Section ECC -Parameters @("Enabled=true") applies to the
+        # server (on Edge Transport, which reads no setting overrides, a registry value). Off, an ECC
+        # certificate cannot be enabled (Enable-ExchangeCertificate: KeyAlgorithmUnsupported).
+        self.ecc_support = ecc_support
         self.certificates: dict = {}  # thumbprint -> InstalledCertificate (Cert:\LocalMachine\My)
         self.intermediate_store: dict = {}  # thumbprint -> pki.Issued (Intermediate Certification Authorities)
         self.root_store: dict = {}  # thumbprint -> (pki.Issued, RootCAType)

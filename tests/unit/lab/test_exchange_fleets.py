@@ -43,7 +43,7 @@ def test_every_fleet_file_is_listed_and_loads():
     names = {os.path.basename(path)[:-4] for path in FLEET_FILES}
     assert names == {"healthy", "kb2888788", "stale_tls_name", "only_untrusted", "expiring", "edge", "localized",
                      "mixed", "preflight", "renewal", "planner_defects", "edge_untrusted", "client_frontend",
-                     "partial_batch"}
+                     "partial_batch", "missing_intermediate", "ecc", "versions"}
     for path in FLEET_FILES:
         fleet = Fleet.load(path)
         status = fleet.status()
@@ -62,6 +62,9 @@ def test_every_fleet_file_is_listed_and_loads():
         ("only_untrusted", {"EX01": (False, "UntrustedRoot"), "EX02": (False, "UntrustedRoot")}),
         ("expiring", {"EX01": (True, None), "EX02": (True, None)}),
         ("edge", {"EX01": (None, None), "EDGE01": (True, None), "EDGE02": (False, "PartialChain")}),
+        ("missing_intermediate", {"EX01": (True, None), "EX02": (False, "PartialChain")}),
+        ("ecc", {"EX01": (False, "UnknownCredentials"), "EX02": (False, "UnknownCredentials")}),
+        ("versions", {"EX13": (True, None), "EX16": (True, None), "EX19": (True, None), "EXSE": (True, None)}),
         ("localized", {"EXDE01": (False, "UntrustedRoot"), "EXCZ01": (False, "UntrustedRoot")}),
         ("renewal", {"EX01": (True, None), "EX02": (True, None)}),
         ("mixed", {"EX01": (True, None), "EX02": (True, None), "EX03": (False, "UntrustedRoot"),

@@ -143,6 +143,12 @@ class Server:
     queues: list = field(default_factory=list)
     tls: dict | None = field(default_factory=lambda: {"Tls12ClientEnabled": True, "Tls12ServerEnabled": True, "StrongCryptoNet4": True})
     failures: dict = field(default_factory=dict)  # call id -> error object
+    version: str = "Version 15.2 (Build 2562.17)"  # Get-ExchangeServer AdminDisplayVersion: Exchange Server SE
+    # Get-SettingOverride's answer (what the audit reads once the runner allow-lists it): this world's
+    # certificates have EC keys, so its Exchange has ECC support on (Microsoft Learn, "Exchange Server
+    # support for ECC certificates"); [] = off, None = not read.
+    setting_overrides: list | None = field(default_factory=lambda: [
+        {"Name": "EnableEcc", "Component": "Global", "Section": "ECC", "Parameters": ["Enabled=true"], "Server": []}])
 
     @property
     def fqdn(self) -> str:
@@ -163,7 +169,7 @@ class Server:
             "calls": [
                 ok("host", [{"ComputerName": self.name, "Fqdn": self.fqdn, "Domain": DOMAIN, "PowerShellVersion": "5.1.17763.1",
                              "OSVersion": "10.0.17763", "Culture": "en-US"}]),
-                ok("server", [{"Name": self.name, "Fqdn": self.fqdn, "AdminDisplayVersion": "Version 15.2 (Build 1544.4)",
+                ok("server", [{"Name": self.name, "Fqdn": self.fqdn, "AdminDisplayVersion": self.version,
                                "ServerRole": "Mailbox", "Edition": "Standard", "IsEdgeServer": False, "Site": "contoso.com/Sites/HQ"}]),
                 ok("transport", [{"Name": self.name, "InternalTransportCertificateThumbprint": self.internal_transport or ""}]),
                 ok("certificates", [item.to_object() for item in self.certificates]),
@@ -174,7 +180,7 @@ class Server:
                 ok("queues", copy.deepcopy(self.queues)),
                 ok("tls", [dict(self.tls)] if self.tls is not None else []),
                 ok("events", copy.deepcopy(self.events)),
-            ],
+            ] + ([ok("setting_overrides", copy.deepcopy(self.setting_overrides))] if self.setting_overrides is not None else []),
         }
 
     def facts(self, now: datetime.datetime = NOW, min_key_bits: int = 2048) -> dict:

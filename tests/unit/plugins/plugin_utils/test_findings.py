@@ -178,6 +178,21 @@ def s_incomplete_chain():
     return server
 
 
+def s_ecc_without_support():
+    # A renewal with an ECC key, imported but not enabled, where Exchange's ECC support is off.
+    server = world.healthy()
+    server.setting_overrides = []
+    add(server, world.public_cert(HYBRID_NAME, subject="CN=mail.contoso.com, O=Contoso ECC, C=US", key=pki.make_key("ec", 256, 5)),
+        services="None", chain=world.public_chain())
+    return server
+
+
+def s_out_of_support():
+    server = world.healthy()
+    server.version = "Version 15.1 (Build 2507.6)"  # Exchange 2016: support ended 2025-10-14
+    return server
+
+
 def s_exchange_status():
     server = world.healthy()
     hybrid(server).status = "Revoked"
@@ -257,12 +272,14 @@ TRIGGERS = {
     "HM305": s_missing_key,
     "HM306": s_incomplete_chain,
     "HM307": s_exchange_status,
+    "HM308": s_ecc_without_support,
     "HM311": s_internal_missing,
     "HM312": s_internal_expired,
     "HM313": s_internal_without_smtp,
     "HM401": s_kb2888788,
     "HM402": s_kb2888788,
     "HM403": s_tls_disabled,
+    "HM404": s_out_of_support,
     "HM901": s_events_unreadable,
 }
 

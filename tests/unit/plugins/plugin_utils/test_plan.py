@@ -142,6 +142,7 @@ def snapshot(*certs, itc="exchange", send=None, receive=None, hybrid=None, excha
         transport=transport,
         certificates=records, chains=(), send_connectors=(send or send_connector(),),
         receive_connectors=(receive,) if receive else (), hybrid=hybrid, events=None, queues=(), tls=None, failures=failures,
+        ecc_support=True,  # the test certificates have EC keys: Exchange's ECC support is on here
     )
 
 

@@ -170,3 +170,13 @@ def test_bindings_and_intended_diff():
     assert before["certificates"][thumbprint] == "absent" and after["certificates"][thumbprint] == "SMTP"
     assert after["hybrid_tls_certificate_name"].startswith("<I>CN=Hybridmail Lab Public TLS CA 2026")
     assert after["connectors"]["send: Outbound to Office 365"] == after["hybrid_tls_certificate_name"]
+
+
+def test_an_ecc_certificate_is_not_imported_and_enabled_where_exchanges_ecc_support_is_not_known_on():
+    # Issue 12.7 (fleet ecc.yml): Enable-ExchangeCertificate would fail with KeyAlgorithmUnsupported after the import.
+    fleet = load("ecc")
+    server = fleet.servers["EX01"]
+    server.certificates.pop(fleet.issued("ecc").thumbprint)  # the PFX is still to be imported
+    _server, _response, _snapshot_, rollout = present(fleet, "EX01", "ecc")
+    assert rollout.blocked and not rollout.plan.steps
+    assert "KeyAlgorithmUnsupported" in rollout.blockers[0] and "New-SettingOverride" in rollout.blockers[0], rollout.blockers
