@@ -35,7 +35,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from . import _model, _snapshot
+from . import _model, _runner, _snapshot
 
 OK, WARNING, FAILED = "ok", "warning", "failed"
 STATUSES = (OK, WARNING, FAILED)
@@ -307,6 +307,24 @@ def _loading_check(runner: dict) -> tuple:
     return Check("cmdlet_loading", WARNING, "the runner reported an unknown load method %r" % (load,)), facts
 
 
+def _second_hop_check(results: _Results, runner: dict, is_edge: bool, user) -> Check:
+    """Whether the Exchange cmdlets reached Active Directory as the session's user (_runner.SECOND_HOP_MARKERS)."""
+    exchange_calls = ["server", "certificates"] + [call_id for call_id, _parameters in PROBES.values()]
+    exchange_calls += ["roles_%d" % index for index in range(len(RBAC_CMDLETS))] + ["assignments"]
+    for call_id in exchange_calls:
+        entry = results.entry(call_id)
+        error = results.error(call_id) if entry is not None else None
+        if error and _runner.second_hop_advice(error.get("message")):
+            return Check("second_hop", FAILED, "%s: %s; %s" % (entry.get("cmdlet") or call_id, _error_text(error),
+                                                                _runner.SECOND_HOP_ADVICE))
+    if is_edge:
+        return Check("second_hop", OK, "Edge Transport: local accounts and the local AD LDS instance, no second hop")
+    if results.objects("server") is None:
+        return Check("second_hop", WARNING, "not known: Get-ExchangeServer did not answer")
+    return Check("second_hop", OK, "the Exchange cmdlets (%s session) reached Active Directory as %s"
+                 % (runner.get("load") or "an unknown", user or "the session user"))
+
+
 def _audit_reads_check(results: _Results, is_edge: bool) -> tuple:
     """Whether every cmdlet of an audit ran (the preflight runs each of them once)."""
     failed = {}
@@ -433,6 +451,7 @@ def evaluate(response: dict, rbac_user: str | None, today: datetime.date, requir
     exchange_checks, exchange_facts, server = _exchange_checks(results, today)
     is_edge = bool(server and server.is_edge)
     loading, loading_facts = _loading_check(runner)
+    second_hop = _second_hop_check(results, runner, is_edge, user or rbac_user)
     audit_reads, audit_failures = _audit_reads_check(results, is_edge)
     rbac = _rbac(results, rbac_user, is_edge)
     rbac_audit = _rbac_check("rbac_audit", AUDIT_CMDLETS, rbac, "audit" in required_for)
@@ -440,7 +459,7 @@ def evaluate(response: dict, rbac_user: str | None, today: datetime.date, requir
     tls, tls_facts = _tls_check(results)
     certificates, certificate_facts = _certificate_check(results)
     checks += [powershell, language, user_check] + exchange_checks + [
-        loading, audit_reads, rbac_audit, rbac_enforce, _application_log_check(results), tls, certificates]
+        loading, second_hop, audit_reads, rbac_audit, rbac_enforce, _application_log_check(results), tls, certificates]
 
     essential = [c for c in checks if c.name not in ("rbac_audit", "rbac_enforce", "application_log", "tls")]
     audit_ready = all(c.status != FAILED for c in essential) and rbac_audit.status != FAILED

@@ -130,7 +130,9 @@ class ServerSnapshot:
                 return []
             message = "%s: %s: %s [%s]" % (error.get("type"), error.get("category"), error.get("message"), error.get("fqid"))
             if required:
-                raise SnapshotError("%s: %s (%s) failed: %s" % (host, cmdlets[call_id], call_id, message))
+                advice = _runner.second_hop_advice(message)
+                raise SnapshotError("%s: %s (%s) failed: %s%s" % (host, cmdlets[call_id], call_id, message,
+                                                               ". Probably " + advice if advice else ""))
             failures.append(CallFailure(call_id, cmdlets[call_id], message))
             return []
 

@@ -340,6 +340,9 @@ class _Builder:
         language_mode = entry.get("language_mode", "FullLanguage")
         if language_mode not in LANGUAGE_MODES:
             raise FleetError("%s: language_mode must be one of %s" % (where, ", ".join(LANGUAGE_MODES)))
+        delegation = entry.get("credential_delegation", True)
+        if not isinstance(delegation, bool):
+            raise FleetError("%s: credential_delegation must be true or false" % where)
         session = entry.get("session") or {}
         if not isinstance(session, dict) or session.get("auto", "snapin") not in ("snapin", "remote_exchange"):
             raise FleetError("%s: session.auto must be snapin or remote_exchange" % where)
@@ -359,6 +362,7 @@ class _Builder:
             edition=entry.get("edition", "Standard"),
             session=session,
             language_mode=language_mode,
+            credential_delegation=delegation,
             initial_messages=int((entry.get("queue") or {}).get("messages", 0)),
         )
         try:

@@ -164,6 +164,8 @@ def execute(server, request, user: str | None = None) -> dict:
             if spec is None or (spec.exchange and load == "none"):
                 raise errors.command_not_found(name)
             server.count_call(name)
+            if spec.exchange and not server.directory_reachable(load):
+                raise errors.ad_unavailable(name, server.org.domain_controller)
             if server.fault_fires(name):
                 raise errors.injected_fault(name, server.faults[name.lower()].message)
             bound = params.bind(name, spec.params, spec.should_process, call_arguments)

@@ -64,7 +64,7 @@ class ExchangeServer:
 
     def __init__(self, *, org, name: str, fqdn: str, domain: str, role: str, version: str, locale: str,
                  enable_behavior: str, tls, clock, edition: str = "Standard", session: dict | None = None,
-                 initial_messages: int = 0, language_mode: str = "FullLanguage"):
+                 initial_messages: int = 0, language_mode: str = "FullLanguage", credential_delegation: bool = True):
         self.org = org
         self.name = name
         self.fqdn = fqdn
@@ -78,6 +78,11 @@ class ExchangeServer:
         self._clock = clock
         self.session = dict(session or {})
         self.language_mode = language_mode  # $ExecutionContext.SessionState.LanguageMode of a WinRM session
+        # False: the WinRM logon cannot pass its credentials on (NTLM, Kerberos without delegation), so Exchange
+        # tasks cannot reach AD and Connect-ExchangeServer cannot authenticate (errors.ad_unavailable). True stands
+        # in for Kerberos with delegation or CredSSP, which the lab's listener does not speak. Edge: local accounts
+        # and the local AD LDS instance, no second hop.
+        self.credential_delegation = credential_delegation
         self.initial_messages = initial_messages
         self.certificates: dict = {}  # thumbprint -> InstalledCertificate (Cert:\LocalMachine\My)
         self.intermediate_store: dict = {}  # thumbprint -> pki.Issued (Intermediate Certification Authorities)
@@ -261,6 +266,8 @@ class ExchangeServer:
         if method == "e2010":
             failure = failure or ("The Windows PowerShell snap-in 'Microsoft.Exchange.Management.PowerShell.E2010' "
                                   "is not installed on this computer.")
+        if method == "remote_exchange" and not self.is_edge and not self.credential_delegation:
+            failure = failure or errors.second_hop_session_message(self.fqdn)
         if method == "remote_exchange" and (self.is_edge or not self.session.get("remote_exchange", True)):
             failure = failure or (
                 "Connecting to remote server %s failed with the following error message : Access is denied."
@@ -272,6 +279,11 @@ class ExchangeServer:
         if failure:
             raise runner.RequestProblem("SessionLoadFailed", failure)
         return method
+
+    def directory_reachable(self, load: str) -> bool:
+        """Whether an Exchange task of a session loaded this way can bind to AD: a remote_exchange session runs
+        it inside IIS on the server (its own logon); a local (snap-in) one as the WinRM logon (errors.ad_unavailable)."""
+        return self.is_edge or self.credential_delegation or load == "remote_exchange"
 
     def session_load_ms(self, method: str) -> int:
         return int(self.session.get("load_ms", SESSION_LOAD_MS.get(method, 0)) if method != "none" else 0)
@@ -401,6 +413,7 @@ class ExchangeServer:
                     "locale": self.locale,
                     "enable_behavior": self.enable_behavior,
                     "language_mode": self.language_mode,
+                    "credential_delegation": self.credential_delegation,
                     "session": dict(self.session),
                     "certificates": certificates,
                     "internal_transport_certificate": self.internal_transport_thumbprint,
