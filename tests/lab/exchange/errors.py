@@ -169,3 +169,21 @@ def second_hop_session_message(fqdn: str) -> str:
     return ("Connecting to remote server %s failed with the following error message : WinRM cannot process the request. "
             "The following error with errorcode 0x8009030e occurred while using Kerberos authentication: A specified logon "
             "session does not exist. It may already have been terminated." % fqdn)
+
+
+# Enable-/Remove-ExchangeCertificate in a plain PowerShell with the snap-in added, on some servers: the
+# task fails while the same command works in the Exchange Management Shell (win-acme issue 1027, where
+# it is quoted with this category and class; issues 1372 and 1789: the script works once it uses a
+# remote session to http://<server>/PowerShell instead of Add-PSSnapin). 0xe0434f4d is the CLR's
+# exception code, i.e. a managed exception inside the certificate task's RPC to the Service Host.
+CERTIFICATE_TASKS = ("Enable-ExchangeCertificate", "Remove-ExchangeCertificate")
+
+
+def snapin_certificate_task_error(cmdlet: str) -> CmdletError:
+    return exchange_error(
+        cmdlet,
+        "CertificateTaskUnknownError",
+        "The Exchange Certificate operation has failed with an exception.  The error message is: Unknown error (0xe0434f4d)",
+        type_name="Microsoft.Exchange.Data.Common.LocalizedException",
+        category="InvalidOperation",
+    )

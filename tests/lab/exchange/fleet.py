@@ -343,9 +343,14 @@ class _Builder:
         delegation = entry.get("credential_delegation", True)
         if not isinstance(delegation, bool):
             raise FleetError("%s: credential_delegation must be true or false" % where)
+        delay = entry.get("replication_delay") or {}
+        if not isinstance(delay, dict) or not isinstance(delay.get("reads", 0), int) or delay.get("reads", 0) < 0:
+            raise FleetError("%s: replication_delay must be {reads: <a number of reads, 0 or more>}" % where)
         session = entry.get("session") or {}
         if not isinstance(session, dict) or session.get("auto", "snapin") not in ("snapin", "remote_exchange"):
             raise FleetError("%s: session.auto must be snapin or remote_exchange" % where)
+        if not isinstance(session.get("snapin_certificate_tasks", True), bool):
+            raise FleetError("%s: session.snapin_certificate_tasks must be true or false" % where)
         if edge and session.get("auto") == "remote_exchange":
             raise FleetError("%s: an Edge Transport server has no remote Exchange PowerShell (session.auto)" % where)
         server = ExchangeServer(
@@ -363,6 +368,7 @@ class _Builder:
             session=session,
             language_mode=language_mode,
             credential_delegation=delegation,
+            replication_reads=delay.get("reads", 0),
             initial_messages=int((entry.get("queue") or {}).get("messages", 0)),
         )
         try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import copy
 import datetime
+import json
 from dataclasses import dataclass
 
 from tests.lab import pki
@@ -59,12 +61,22 @@ def deserialized(value, offset_hours: int):
     return value
 
 
+# Reads of what lives in Active Directory: after a change they may be answered by another domain controller,
+# which has not replicated it yet. Microsoft's New-ExchangeAuthCertificate.ps1 (CSS-Exchange,
+# Admin/MonitorExchangeAuthCertificate/ConfigurationAction) waits 10 s after Enable-ExchangeCertificate before
+# it reads the internal transport certificate back from AD (msExchServerInternalTLSCert,
+# Shared/ActiveDirectoryFunctions/Get-InternalTransportCertificateFromServer.ps1).
+LAGGING_READS = ("Get-ExchangeCertificate", "Get-TransportService", "Get-SendConnector", "Get-ReceiveConnector",
+                 "Get-HybridConfiguration")
+
+
 class ExchangeServer:
     """State of one server plus the entry points the WinRM endpoint and the control API call."""
 
     def __init__(self, *, org, name: str, fqdn: str, domain: str, role: str, version: str, locale: str,
                  enable_behavior: str, tls, clock, edition: str = "Standard", session: dict | None = None,
-                 initial_messages: int = 0, language_mode: str = "FullLanguage", credential_delegation: bool = True):
+                 initial_messages: int = 0, language_mode: str = "FullLanguage", credential_delegation: bool = True,
+                 replication_reads: int = 0):
         self.org = org
         self.name = name
         self.fqdn = fqdn
@@ -83,6 +95,11 @@ class ExchangeServer:
         # in for Kerberos with delegation or CredSSP, which the lab's listener does not speak. Edge: local accounts
         # and the local AD LDS instance, no second hop.
         self.credential_delegation = credential_delegation
+        # Fleet replication_delay {reads: N}: after a change, each LAGGING_READS call (cmdlet + parameters) answers
+        # what it answered before the change for its next N calls (0: no delay).
+        self.replication_reads = replication_reads
+        self.last_reads: dict = {}  # (cmdlet, parameters) -> objects it last answered, as of now
+        self.stale_reads: dict = {}  # (cmdlet, parameters) -> [objects before the change, reads left]
         self.initial_messages = initial_messages
         self.certificates: dict = {}  # thumbprint -> InstalledCertificate (Cert:\LocalMachine\My)
         self.intermediate_store: dict = {}  # thumbprint -> pki.Issued (Intermediate Certification Authorities)
@@ -280,6 +297,28 @@ class ExchangeServer:
             raise runner.RequestProblem("SessionLoadFailed", failure)
         return method
 
+    def replicated_read(self, cmdlet: str, arguments: dict, read):
+        """read() (the handler), unless replication_delay makes this call answer the state before the last change."""
+        if cmdlet not in LAGGING_READS or not self.replication_reads:
+            return read()
+        key = (cmdlet, json.dumps(runner.parameters_for_log(arguments), sort_keys=True))
+        stale = self.stale_reads.get(key)
+        if stale:
+            stale[1] -= 1
+            if stale[1] <= 0:
+                del self.stale_reads[key]
+            return copy.deepcopy(stale[0])
+        objects = read()
+        self.last_reads[key] = copy.deepcopy(objects)
+        return objects
+
+    def reads_lag(self) -> None:
+        """A change was made: the reads answered before it keep answering that (replication_delay)."""
+        if self.replication_reads:
+            for key, objects in self.last_reads.items():
+                self.stale_reads.setdefault(key, [objects, self.replication_reads])
+            self.last_reads = {}
+
     def directory_reachable(self, load: str) -> bool:
         """Whether an Exchange task of a session loaded this way can bind to AD: a remote_exchange session runs
         it inside IIS on the server (its own logon); a local (snap-in) one as the WinRM logon (errors.ad_unavailable)."""
@@ -414,6 +453,8 @@ class ExchangeServer:
                     "enable_behavior": self.enable_behavior,
                     "language_mode": self.language_mode,
                     "credential_delegation": self.credential_delegation,
+                    "replication_delay": {"reads": self.replication_reads,
+                                          "stale": sorted({cmdlet for cmdlet, _parameters in self.stale_reads})},
                     "session": dict(self.session),
                     "certificates": certificates,
                     "internal_transport_certificate": self.internal_transport_thumbprint,
