@@ -333,9 +333,10 @@ def _audit_reads_check(results: _Results, is_edge: bool) -> tuple:
         error = results.error(call_id)
         if error is None:
             continue
-        if cmdlet == "Get-HybridConfiguration" and _is_fqid(error, _snapshot.COMMAND_NOT_FOUND):
+        not_a_command = _is_fqid(error, _snapshot.COMMAND_NOT_FOUND)
+        if cmdlet == "Get-HybridConfiguration" and not_a_command and is_edge:
             continue  # not part of the Edge Transport shell; the audit expects that
-        failed[cmdlet] = _error_text(error)
+        failed[cmdlet] = _error_text(error) + (". " + _snapshot.MISSING_PERMISSION if not_a_command else "")
     if failed:
         return Check("audit_reads", FAILED, "; ".join("%s: %s" % item for item in failed.items())), failed
     note = " (Get-HybridConfiguration is not part of the Edge shell)" if is_edge else ""

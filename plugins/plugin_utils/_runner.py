@@ -83,6 +83,22 @@ SECOND_HOP_ADVICE = (
     "ansible_winrm_kerberos_delegation: true, or with CredSSP (ansible_winrm_transport: credssp)")
 
 
+# Connect-ExchangeServer -Auto asks for a server with Read-Host when none accepted its session; PowerShell
+# -NonInteractive answers that prompt with this error, which says nothing about why (runner.ps1 [H16] adds
+# the errors before it).
+NONINTERACTIVE_MESSAGE = "PowerShell is in NonInteractive mode. Read and Prompt functionality is not available."
+PROMPT_ADVICE = ("Connect-ExchangeServer found no Exchange server that accepted its session and asked for a server (Read-Host), "
+                 "which a non-interactive session refuses: the cause is the error named before that prompt")
+
+
+def session_load_advice(text) -> str:
+    """What a SessionLoadFailed message means beyond its words: the prompt fallback, the second hop."""
+    advice = [PROMPT_ADVICE] if NONINTERACTIVE_MESSAGE in str(text or "") else []
+    if second_hop_advice(text):
+        advice.append("probably " + SECOND_HOP_ADVICE)
+    return "; ".join(advice)
+
+
 def second_hop_advice(text) -> str:
     """SECOND_HOP_ADVICE when an error text looks like the second hop, else ''."""
     text = str(text or "")

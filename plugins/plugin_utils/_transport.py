@@ -223,9 +223,10 @@ def run_request(connection, request: dict, host: str) -> dict:
             error = {"type": "RequestFailed", "message": str(error)}
         error_type = str(error.get("type") or "RequestFailed")
         error_message = str(error.get("message") or "")
-        advice = _runner.second_hop_advice(error_message) if error_type == "SessionLoadFailed" else ""
+        advice = _runner.session_load_advice(error_message) if error_type == "SessionLoadFailed" else ""
         raise _REQUEST_ERRORS.get(error_type, RequestFailed)(
-            host, error_type, error_message, message="%s: %s. Probably %s" % (error_type, error_message, advice) if advice else None)
+            host, error_type, error_message, message="%s: %s. %s" % (error_type, error_message, advice[0].upper() + advice[1:])
+            if advice else None)
 
     _check_calls(host, request, response, rc, stderr)
     return response

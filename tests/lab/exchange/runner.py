@@ -18,7 +18,7 @@ import binascii
 import datetime
 import time
 
-from tests.lab.exchange import cmdlets, errors, params
+from tests.lab.exchange import cmdlets, errors, params, rbac
 from tests.lab import wire
 from tests.lab.exchange.contract import runner_contract as contract
 from tests.lab.exchange.convert import convert, select
@@ -161,7 +161,8 @@ def execute(server, request, user: str | None = None) -> dict:
         spec = cmdlets.REGISTRY.get(name)
         ctx = None
         try:
-            if spec is None or (spec.exchange and load == "none"):
+            if spec is None or (spec.exchange and load == "none") or (
+                    spec.exchange and load == "remote_exchange" and not rbac.imported(server, name)):
                 raise errors.command_not_found(name)
             server.count_call(name)
             if spec.exchange and not server.directory_reachable(load):

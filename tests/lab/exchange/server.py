@@ -293,6 +293,12 @@ class ExchangeServer:
                 else "The term 'Connect-ExchangeServer' is not recognized as the name of a cmdlet, function, "
                 "script file, or operable program."
             )
+        if failure and method == "remote_exchange" and not self.is_edge and not self.session.get("load_error"):
+            # Connect-ExchangeServer -Auto, when no server of the site accepts the session, asks for one with
+            # Read-Host; under -NonInteractive that prompt's error is what the runner catches, and it adds the
+            # errors $Error recorded before it, oldest first (runner.ps1 [H16]).
+            raise runner.RequestProblem("SessionLoadFailed", "cannot load the Exchange cmdlets (remote_exchange: %s (after: %s))"
+                                        % (errors.NONINTERACTIVE_MESSAGE, failure))
         if failure:
             raise runner.RequestProblem("SessionLoadFailed", failure)
         return method

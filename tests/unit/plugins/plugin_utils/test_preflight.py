@@ -324,3 +324,11 @@ def test_second_hop_advice_recognises_only_the_second_hop():
     assert _runner.second_hop_advice("Active Directory server DC01 is not available. Error message: x") == _runner.SECOND_HOP_ADVICE
     assert _runner.second_hop_advice("... errorcode 0x8009030e occurred while using Kerberos authentication") != ""
     assert _runner.second_hop_advice("Access is denied.") == "" and _runner.second_hop_advice(None) == ""
+
+
+def test_session_load_advice_explains_the_prompt_and_the_second_hop():
+    prompt = "cannot load the Exchange cmdlets (remote_exchange: %s (after: x))" % _runner.NONINTERACTIVE_MESSAGE
+    assert _runner.session_load_advice(prompt) == _runner.PROMPT_ADVICE
+    both = prompt.replace("x))", "... errorcode 0x8009030e occurred ...))")
+    assert _runner.session_load_advice(both) == _runner.PROMPT_ADVICE + "; probably " + _runner.SECOND_HOP_ADVICE
+    assert _runner.session_load_advice("The snap-in is not installed.") == ""
