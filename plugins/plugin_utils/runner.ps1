@@ -29,12 +29,10 @@ $HybridmailWireVersion = 1
 $HybridmailResultPrefix = 'HYBRIDMAIL-RESULT:'
 # Mirrors _runner.ALLOWED_CMDLETS (a unit test keeps them equal); the last four need no Exchange session.
 $AllowedCmdlets = @(
-    'Get-ExchangeServer', 'Get-ExchangeCertificate', 'Get-TransportService', 'Get-SendConnector',
-    'Get-ReceiveConnector', 'Get-HybridConfiguration', 'Get-Queue', 'Enable-ExchangeCertificate',
-    'Remove-ExchangeCertificate', 'Set-SendConnector', 'Set-ReceiveConnector', 'Import-ExchangeCertificate',
-    'Set-HybridConfiguration', 'Get-ManagementRoleAssignment', 'Get-ManagementRole',
-    'Get-WinEvent', 'Get-HybridmailHost', 'Get-HybridmailCertificateChain', 'Get-HybridmailTlsState'
-)
+    'Get-ExchangeServer', 'Get-ExchangeCertificate', 'Get-TransportService', 'Get-SendConnector', 'Get-ReceiveConnector',
+    'Get-HybridConfiguration', 'Get-Queue', 'Enable-ExchangeCertificate', 'Remove-ExchangeCertificate', 'Set-SendConnector',
+    'Set-ReceiveConnector', 'Import-ExchangeCertificate', 'Set-HybridConfiguration', 'Get-ManagementRoleAssignment',
+    'Get-ManagementRole', 'Get-WinEvent', 'Get-HybridmailHost', 'Get-HybridmailCertificateChain', 'Get-HybridmailTlsState')
 $SessionFreeCmdlets = @('Get-WinEvent', 'Get-HybridmailHost', 'Get-HybridmailCertificateChain', 'Get-HybridmailTlsState')
 $SessionLoads = @('auto', 'none', 'snapin', 'e2010', 'remote_exchange')
 
@@ -153,9 +151,11 @@ function Import-HybridmailExchange {
         }
         catch { $problem = $_.Exception.Message }
         # [H16] Why Connect-ExchangeServer found no server is in $Error before its prompt's error: add those, oldest first.
-        $earlier = @(@(foreach ($record in @($Error | Select-Object -First ([System.Math]::Max(0, $Error.Count - $errorCount)) -ErrorAction Stop)) {
-                    [string](Read-HybridmailProperty -InputObject (Read-HybridmailProperty -InputObject $record -Name 'Exception' -Default $record) -Name 'Message' -Default $record) }) | Where-Object -ErrorAction Stop { $_ -and $_ -ne $problem })
-        $null = [System.Array]::Reverse($earlier); if ($earlier.Count -gt 0) { $problem += ' (after: ' + (@($earlier | Select-Object -Unique -ErrorAction Stop) -join ' | ') + ')' }
+        $earlier = @(foreach ($record in @($Error | Select-Object -First ([System.Math]::Max(0, $Error.Count - $errorCount)) -ErrorAction Stop)) {
+                $text = [string](Read-HybridmailProperty -InputObject (Read-HybridmailProperty -InputObject $record -Name 'Exception' -Default $record) -Name 'Message' -Default $record)
+                if ($text -and $text -ne $problem) { $text } })  # an ErrorRecord's exception's message, or an exception's
+        $null = [System.Array]::Reverse($earlier)
+        if ($earlier.Count -gt 0) { $problem += ' (after: ' + (@($earlier | Select-Object -Unique -ErrorAction Stop) -join ' | ') + ')' }
         $problems += ($step + ': ' + $problem)
     }
     throw ('cannot load the Exchange cmdlets (' + ($problems -join '; ') + ')')
