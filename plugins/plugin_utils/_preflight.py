@@ -293,7 +293,7 @@ def _exchange_checks(results: _Results, today: datetime.date) -> tuple:
     return checks, facts, server
 
 
-def _loading_check(runner: dict) -> tuple:
+def _loading_check(runner: dict, is_edge: bool = False) -> tuple:
     load = runner.get("load")
     load_ms, elapsed_ms = runner.get("load_ms"), runner.get("elapsed_ms")
     facts = {"load": load, "load_ms": load_ms, "elapsed_ms": elapsed_ms}
@@ -301,7 +301,10 @@ def _loading_check(runner: dict) -> tuple:
         "load time not reported; the whole request took %s ms on the server" % elapsed_ms if elapsed_ms is not None
         else "no timing reported")
     if load in KNOWN_LOADS:
-        return Check("cmdlet_loading", OK, "%s, %s" % (load, took)), facts
+        # _enforce.mutation_session: certificate changes load remote_exchange, which this round trip did not try.
+        untried = ("; enforcement runs certificate changes in a remote_exchange session, not tried here (run the preflight "
+                   "with exchange_session remote_exchange to try it)" if load != "remote_exchange" and not is_edge else "")
+        return Check("cmdlet_loading", OK, "%s, %s%s" % (load, took, untried)), facts
     if load == "none":
         return Check("cmdlet_loading", FAILED, "the runner loaded no Exchange cmdlets although the request needs them"), facts
     return Check("cmdlet_loading", WARNING, "the runner reported an unknown load method %r" % (load,)), facts
@@ -451,7 +454,7 @@ def evaluate(response: dict, rbac_user: str | None, today: datetime.date, requir
     user_check, user = _session_user_check(host_object, rbac_user)
     exchange_checks, exchange_facts, server = _exchange_checks(results, today)
     is_edge = bool(server and server.is_edge)
-    loading, loading_facts = _loading_check(runner)
+    loading, loading_facts = _loading_check(runner, is_edge)
     second_hop = _second_hop_check(results, runner, is_edge, user or rbac_user)
     audit_reads, audit_failures = _audit_reads_check(results, is_edge)
     rbac = _rbac(results, rbac_user, is_edge)

@@ -91,6 +91,9 @@ def test_preflight_reports_every_item_for_every_lab_server_and_changes_nothing(p
     assert table["ex01"]["exchange_version"][1] == "Exchange Server SE (15.2.2562.17)"
     assert table["ex01"]["certificate_read"][1] == "3 certificates, RawData of each parsed"
     assert table["ex01"]["cmdlet_loading"][1].startswith("snapin, ")
+    # Enforcement's certificate changes load remote_exchange (not Edge): the line says this round trip did not try it.
+    assert "remote_exchange session, not tried here" in table["ex01"]["cmdlet_loading"][1]
+    assert "not tried here" not in table["edge01"]["cmdlet_loading"][1]
     assert table["edge01"]["exchange_role"] == ("ok", "Edge Transport")
     assert table["edge01"]["rbac_enforce"][0] == "warning"
     assert table["ex13"]["exchange_version"] == ("warning", "Exchange Server 2013 (15.0.1497.2): out of support since 2023-04-11")
