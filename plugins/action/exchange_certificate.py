@@ -171,7 +171,11 @@ class ActionModule(ActionBase):
                 self._warn_chain(result["chain"], host)
             return result
 
-        request = _snapshot.request(_rollout.request_calls(host, rollout, audit, reads), read_only=False, session_load=session)
+        calls = _rollout.request_calls(host, rollout, audit, reads)
+        session, refusal = _enforce.mutation_session(host, session, [call["cmdlet"] for call in calls], before.server.is_edge)
+        if refusal:
+            return dict(result, failed=True, changed=False, msg=refusal)
+        request = _snapshot.request(calls, read_only=False, session_load=session)
         try:
             response = _transport.run_request(self._connection, request, host)
         except _enforce_action.NOTHING_RAN as exc:

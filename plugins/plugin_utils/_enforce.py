@@ -32,6 +32,38 @@ SKIPPED = "skipped"
 PLANNED = "planned"
 
 
+# Enable-/Remove-ExchangeCertificate fail in some snap-in sessions with "Unknown error (0xe0434f4d)" while
+# the Exchange Management Shell, a remote session to the server's /PowerShell endpoint, runs them (win-acme
+# issues 1027, 1372, 1789). Steps before them would already have applied, so a mutating round trip with
+# either runs in a remote_exchange session: chosen for `auto`, and an explicit snap-in session is refused
+# before anything is sent. Edge Transport has no remote Exchange PowerShell: the snap-in is all there is.
+CERTIFICATE_TASKS = ("Enable-ExchangeCertificate", "Remove-ExchangeCertificate")
+SNAPIN_CERTIFICATE_ERROR = "0xe0434f4d"
+SNAPIN_CERTIFICATE_ADVICE = ("Enable-/Remove-ExchangeCertificate can fail in a snap-in session with 'Unknown error (0xe0434f4d)' "
+                             "while the Exchange Management Shell runs them (win-acme issues 1027, 1372, 1789): use "
+                             "exchange_session auto or remote_exchange, which run the changes in a remote session")
+
+
+def mutation_session(host: str, session_load: str, cmdlets, is_edge: bool) -> tuple:
+    """(session.load of a mutating round trip with these cmdlets, refusal message or None)."""
+    if is_edge or not any(cmdlet in CERTIFICATE_TASKS for cmdlet in cmdlets):
+        return session_load, None
+    if session_load == "auto":
+        return "remote_exchange", None
+    if session_load in ("snapin", "e2010"):
+        return session_load, "%s: exchange_session %s: %s. Nothing was changed." % (host, session_load, SNAPIN_CERTIFICATE_ADVICE)
+    return session_load, None
+
+
+# Verification reads right after a change may be answered by a domain controller that has not replicated it
+# yet: Microsoft's New-ExchangeAuthCertificate.ps1 (CSS-Exchange, Admin/MonitorExchangeAuthCertificate) waits
+# 10 s after Enable-ExchangeCertificate before it reads the internal transport certificate back from AD. When
+# (and only when) the re-read of the mutating round trip disagrees with the plan although every step applied,
+# the reads are repeated in at most len(VERIFY_RETRY_WAITS) more read-only round trips, after these waits (10 s
+# in all), before a mismatch is reported: the one exception to "at most two round trips per remediation".
+VERIFY_RETRY_WAITS = (3.0, 7.0)
+
+
 @dataclass(frozen=True)
 class Planned:
     """The audit and what was planned from it."""
@@ -72,10 +104,36 @@ class Enforcer:
         verdicts = self._judge(snapshot)
         return Planned(snapshot, verdicts, self.planner(snapshot, verdicts), audit_response)
 
+    def _mutation_session(self, planned: Planned) -> tuple:
+        cmdlets = [call["cmdlet"] for call, _meaning in batch(self.host, planned.plan, planned.audit_response)]
+        return mutation_session(self.host, self.session_load, cmdlets, planned.snapshot.server.is_edge)
+
+    def session_refusal(self, planned: Planned) -> str | None:
+        """Why the plan's mutating round trip must not be sent in the session asked for, or None."""
+        return self._mutation_session(planned)[1]
+
     def enforcement_request(self, planned: Planned) -> dict:
         calls = [call for call, meaning in batch(self.host, planned.plan, planned.audit_response)]
         calls += self.reads()
-        return _snapshot.request(calls, read_only=False, session_load=self.session_load)
+        return _snapshot.request(calls, read_only=False, session_load=self._mutation_session(planned)[0])
+
+    def verification_request(self) -> dict:
+        """The verification reads again, alone (read-only): what a retry of the verification sends."""
+        return self.audit_request()
+
+    def verification_may_lag(self, planned: Planned, response: Mapping, failure: str | None) -> bool:
+        """Whether a failed verification may only be a read that lags the change (VERIFY_RETRY_WAITS): every step
+        applied, no guard failed, and every read of the configuration answered, but not what the plan leads to.
+        A read that failed is reported as it is: it is not a disagreement."""
+        if not failure or not planned.plan.steps or failed_guard(response):
+            return False
+        if any(outcome["status"] != APPLIED for outcome in step_outcomes(planned.plan, response)):
+            return False
+        try:
+            after = self._snapshot(response)
+        except _snapshot.SnapshotError:
+            return False
+        return after.transport is not None and not any(f.call_id in ("transport", "hybrid") for f in after.failures)
 
     def _judge(self, snapshot: _snapshot.ServerSnapshot) -> dict:
         """The snapshot's one trust evaluation, as certificate_info makes it."""
@@ -239,6 +297,12 @@ def mutation_call(step: _plan.Step, call_id: str) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
+def with_reads(response: Mapping, reads_response: Mapping) -> dict:
+    """response with the entries of the calls reads_response answered (the verification reads, by id) replaced."""
+    fresh = {entry.get("id"): entry for entry in reads_response.get("calls") or ()}
+    return dict(response, calls=[fresh.get(entry.get("id"), entry) for entry in response.get("calls") or ()])
+
+
 def failed_guard(response: Mapping) -> str | None:
     """The id of the guard that failed (a mismatch or an error: either aborts the batch), else None."""
     for entry in response.get("calls") or ():
@@ -270,7 +334,9 @@ def _step_failure(host: str, plan: _plan.Plan, outcomes: list, failed: int) -> s
            "run again to finish." % (
                host, failed + 1, len(plan.steps), plan.steps[failed].describe(), error.get("type") or "error",
                error.get("message") or "", " [%s]" % error["fqid"] if error.get("fqid") else "",
-               "; ".join(applied) or "nothing", "; ".join(skipped) or "nothing")
+               "; ".join(applied) or "nothing", "; ".join(skipped) or "nothing") + (
+               " %s." % SNAPIN_CERTIFICATE_ADVICE[0].upper() + SNAPIN_CERTIFICATE_ADVICE[1:]
+               if SNAPIN_CERTIFICATE_ERROR in str(error.get("message")) else "")
 
 
 def internal_transport_failures(host: str, plan: _plan.Plan, after: _snapshot.ServerSnapshot) -> list:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import time
 
 from ansible.plugins.action import ActionBase
 
@@ -73,6 +74,30 @@ def outcome_unknown(result: dict, enforcer: _enforce.Enforcer, planned: _enforce
                     "plans from what the server now holds." % (cause, "; ".join(may_have_applied)))
 
 
+def verify_again(connection, enforcer: _enforce.Enforcer, planned: _enforce.Planned, response: dict, sent_at,
+                 facts: dict, failure: str | None, host: str, sleep=time.sleep) -> tuple:
+    """(facts, failure) after at most len(_enforce.VERIFY_RETRY_WAITS) read-only round trips that repeat the
+    verification reads, only while it disagrees with the plan in a way a lagging read explains."""
+    again = 0
+    for wait in _enforce.VERIFY_RETRY_WAITS:
+        if not enforcer.verification_may_lag(planned, response, failure):
+            break
+        sleep(wait)
+        try:
+            reads = _transport.run_request(connection, enforcer.verification_request(), host)
+        except _transport.RunnerError as exc:
+            return facts, "%s Verifying again failed: %s" % (failure, exc)
+        again += 1
+        response = _enforce.with_reads(response, reads)
+        facts, failure = enforcer.report(planned, response, sent_at)
+    if again:
+        facts["notes"] = list(facts["notes"]) + [
+            "the re-read right after the changes did not show them (a domain controller that had not replicated them yet?); "
+            "read again %d time(s) within %d s: %s" % (again, sum(_enforce.VERIFY_RETRY_WAITS[:again]),
+                                                     "verified" if failure is None else "still not the desired state")]
+    return facts, failure
+
+
 class EnforceAction(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = True
@@ -120,6 +145,11 @@ class EnforceAction(ActionBase):
         except (_transport.RunnerError, _snapshot.SnapshotError) as exc:
             return dict(result, failed=True, msg=str(exc))
 
+        refusal = enforcer.session_refusal(planned) if planned.plan.steps and not planned.plan.blocked else None
+        if refusal:
+            facts = enforcer.report(planned, None)[0]
+            facts.pop("diff", None)
+            return dict(result, **dict(facts, changed=False, failed=True, msg=refusal))
         response = sent_at = None
         if planned.plan.steps and not check_mode:
             sent_at = datetime.datetime.now(datetime.timezone.utc)
@@ -141,6 +171,8 @@ class EnforceAction(ActionBase):
                                        % (host, str(exc) or "Timed out after %s second(s)." % self._task.timeout))
 
         facts, failure = enforcer.report(planned, response, sent_at)
+        if response is not None:
+            facts, failure = verify_again(self._connection, enforcer, planned, response, sent_at, facts, failure, host)
         for note in facts["notes"]:
             self._display.warning(_text.visible("%s: %s" % (host, note), _text.MESSAGE_KEEP))
         if not self._task.diff:

@@ -32,7 +32,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from . import _model, _snapshot
+from . import _model, _runner, _snapshot
 
 OK, WARNING, FAILED = "ok", "warning", "failed"
 STATUSES = (OK, WARNING, FAILED)
@@ -254,7 +254,7 @@ def _exchange_checks(results: _Results, today: datetime.date) -> tuple:
     return checks, facts, server
 
 
-def _loading_check(runner: dict) -> tuple:
+def _loading_check(runner: dict, is_edge: bool = False) -> tuple:
     load = runner.get("load")
     load_ms, elapsed_ms = runner.get("load_ms"), runner.get("elapsed_ms")
     facts = {"load": load, "load_ms": load_ms, "elapsed_ms": elapsed_ms}
@@ -262,10 +262,31 @@ def _loading_check(runner: dict) -> tuple:
         "load time not reported; the whole request took %s ms on the server" % elapsed_ms if elapsed_ms is not None
         else "no timing reported")
     if load in KNOWN_LOADS:
-        return Check("cmdlet_loading", OK, "%s, %s" % (load, took)), facts
+        # _enforce.mutation_session: certificate changes load remote_exchange, which this round trip did not try.
+        untried = ("; enforcement runs certificate changes in a remote_exchange session, not tried here (run the preflight "
+                   "with exchange_session remote_exchange to try it)" if load != "remote_exchange" and not is_edge else "")
+        return Check("cmdlet_loading", OK, "%s, %s%s" % (load, took, untried)), facts
     if load == "none":
         return Check("cmdlet_loading", FAILED, "the runner loaded no Exchange cmdlets although the request needs them"), facts
     return Check("cmdlet_loading", WARNING, "the runner reported an unknown load method %r" % (load,)), facts
+
+
+def _second_hop_check(results: _Results, runner: dict, is_edge: bool, user) -> Check:
+    """Whether the Exchange cmdlets reached Active Directory as the session's user (_runner.SECOND_HOP_MARKERS)."""
+    exchange_calls = ["server", "certificates"] + [call_id for call_id, _parameters in PROBES.values()]
+    exchange_calls += ["roles_%d" % index for index in range(len(RBAC_CMDLETS))] + ["assignments"]
+    for call_id in exchange_calls:
+        entry = results.entry(call_id)
+        error = results.error(call_id) if entry is not None else None
+        if error and _runner.second_hop_advice(error.get("message")):
+            return Check("second_hop", FAILED, "%s: %s; %s" % (entry.get("cmdlet") or call_id, _error_text(error),
+                                                                _runner.SECOND_HOP_ADVICE))
+    if is_edge:
+        return Check("second_hop", OK, "Edge Transport: local accounts and the local AD LDS instance, no second hop")
+    if results.objects("server") is None:
+        return Check("second_hop", WARNING, "not known: Get-ExchangeServer did not answer")
+    return Check("second_hop", OK, "the Exchange cmdlets (%s session) reached Active Directory as %s"
+                 % (runner.get("load") or "an unknown", user or "the session user"))
 
 
 def _audit_reads_check(results: _Results, is_edge: bool) -> tuple:
@@ -276,9 +297,10 @@ def _audit_reads_check(results: _Results, is_edge: bool) -> tuple:
         error = results.error(call_id)
         if error is None:
             continue
-        if cmdlet == "Get-HybridConfiguration" and _is_fqid(error, _snapshot.COMMAND_NOT_FOUND):
+        not_a_command = _is_fqid(error, _snapshot.COMMAND_NOT_FOUND)
+        if cmdlet == "Get-HybridConfiguration" and not_a_command and is_edge:
             continue  # not part of the Edge Transport shell; the audit expects that
-        failed[cmdlet] = _error_text(error)
+        failed[cmdlet] = _error_text(error) + (". " + _snapshot.MISSING_PERMISSION if not_a_command else "")
     if failed:
         return Check("audit_reads", FAILED, "; ".join("%s: %s" % item for item in failed.items())), failed
     note = " (Get-HybridConfiguration is not part of the Edge shell)" if is_edge else ""
@@ -393,7 +415,8 @@ def evaluate(response: dict, rbac_user: str | None, today: datetime.date, requir
     user_check, user = _session_user_check(host_object, rbac_user)
     exchange_checks, exchange_facts, server = _exchange_checks(results, today)
     is_edge = bool(server and server.is_edge)
-    loading, loading_facts = _loading_check(runner)
+    loading, loading_facts = _loading_check(runner, is_edge)
+    second_hop = _second_hop_check(results, runner, is_edge, user or rbac_user)
     audit_reads, audit_failures = _audit_reads_check(results, is_edge)
     rbac = _rbac(results, rbac_user, is_edge)
     rbac_audit = _rbac_check("rbac_audit", AUDIT_CMDLETS, rbac, "audit" in required_for)
@@ -401,7 +424,7 @@ def evaluate(response: dict, rbac_user: str | None, today: datetime.date, requir
     tls, tls_facts = _tls_check(results)
     certificates, certificate_facts = _certificate_check(results)
     checks += [powershell, language, user_check] + exchange_checks + [
-        loading, audit_reads, rbac_audit, rbac_enforce, _application_log_check(results), tls, certificates]
+        loading, second_hop, audit_reads, rbac_audit, rbac_enforce, _application_log_check(results), tls, certificates]
 
     essential = [c for c in checks if c.name not in ("rbac_audit", "rbac_enforce", "application_log", "tls")]
     audit_ready = all(c.status != FAILED for c in essential) and rbac_audit.status != FAILED

@@ -70,6 +70,43 @@ BOOTSTRAP = (
 )
 
 
+# What the second hop looks like from the runner's side: an Exchange task of a local (snap-in) session
+# binds to Active Directory as the WinRM user ("Active Directory server <dc> is not available",
+# ADTransientException), and Connect-ExchangeServer opens a Kerberos session to http://<server>/PowerShell
+# as that user (SEC_E_NO_CREDENTIALS 0x8009030e, "A specified logon session does not exist"). Over NTLM,
+# or Kerberos without delegation, the WinRM logon has no credentials to pass on (Ansible's Windows Remote
+# Management guide, "Credential Delegation"). The markers are the untranslated parts of those messages.
+SECOND_HOP_MARKERS = (("Active Directory server", "is not available"), ("0x8009030e",))
+SECOND_HOP_ADVICE = (
+    "the Exchange cmdlets reach Active Directory (and Connect-ExchangeServer the server's /PowerShell endpoint) as the "
+    "WinRM user, a second hop that NTLM and Kerberos without delegation cannot make: connect with Kerberos and "
+    "ansible_winrm_kerberos_delegation: true, or with CredSSP (ansible_winrm_transport: credssp)")
+
+
+# Connect-ExchangeServer -Auto asks for a server with Read-Host when none accepted its session; PowerShell
+# -NonInteractive answers that prompt with this error, which says nothing about why (runner.ps1 [H16] adds
+# the errors before it).
+NONINTERACTIVE_MESSAGE = "PowerShell is in NonInteractive mode. Read and Prompt functionality is not available."
+PROMPT_ADVICE = ("Connect-ExchangeServer found no Exchange server that accepted its session and asked for a server (Read-Host), "
+                 "which a non-interactive session refuses: the cause is the error named before that prompt")
+
+
+def session_load_advice(text) -> str:
+    """What a SessionLoadFailed message means beyond its words: the prompt fallback, the second hop."""
+    advice = [PROMPT_ADVICE] if NONINTERACTIVE_MESSAGE in str(text or "") else []
+    if second_hop_advice(text):
+        advice.append("probably " + SECOND_HOP_ADVICE)
+    return "; ".join(advice)
+
+
+def second_hop_advice(text) -> str:
+    """SECOND_HOP_ADVICE when an error text looks like the second hop, else ''."""
+    text = str(text or "")
+    if any(all(marker in text for marker in markers) for markers in SECOND_HOP_MARKERS):
+        return SECOND_HOP_ADVICE
+    return ""
+
+
 def is_mutation(cmdlet: str) -> bool:
     """Whether a cmdlet changes state: everything that is not a Get-* read."""
     return not cmdlet.startswith("Get-")

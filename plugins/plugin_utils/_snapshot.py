@@ -40,6 +40,10 @@ RECEIVE_CONNECTOR_PROPERTIES = (
 # Error identifiers that mean "nothing there" rather than "something failed".
 NO_EVENTS_FQID = "NoMatchingEventsFound,Microsoft.PowerShell.Commands.GetWinEventCommand"
 COMMAND_NOT_FOUND = "CommandNotFoundException"
+# An Exchange cmdlet that is no command on a Mailbox server: a remote session imports only the cmdlets of the
+# user's RBAC roles (tests/lab/exchange/rbac.py), so it is a missing permission, never "nothing there".
+MISSING_PERMISSION = ("Missing permission: a remote Exchange session holds only the cmdlets of the user's RBAC roles; "
+                      "assign a role that includes it (server_preflight's rbac_audit line names them)")
 
 
 class SnapshotError(Exception):
@@ -140,8 +144,12 @@ class ServerSnapshot:
             if error.get("fqid") in absent_fqids or (error.get("fqid") or "").split(",")[0] in absent_fqids:
                 return []
             message = "%s: %s: %s [%s]" % (error.get("type"), error.get("category"), error.get("message"), error.get("fqid"))
+            if (error.get("fqid") or "").split(",")[0] == COMMAND_NOT_FOUND and cmdlets[call_id] in _runner.EXCHANGE_CMDLETS:
+                message += ". " + MISSING_PERMISSION
             if required:
-                raise SnapshotError("%s: %s (%s) failed: %s" % (host, cmdlets[call_id], call_id, message))
+                advice = _runner.second_hop_advice(message)
+                raise SnapshotError("%s: %s (%s) failed: %s%s" % (host, cmdlets[call_id], call_id, message,
+                                                               ". Probably " + advice if advice else ""))
             failures.append(CallFailure(call_id, cmdlets[call_id], message))
             return []
 
@@ -157,7 +165,8 @@ class ServerSnapshot:
         own = _model.server_name_key(server.name)
         send_connectors = tuple(c for c in send_connectors if not c.source_transport_servers
                                 or own in {_model.server_name_key(s) for s in c.source_transport_servers})
-        hybrid_objects = objects("hybrid", required=False, absent_fqids=(COMMAND_NOT_FOUND,))
+        # Not a command: on Edge Transport that means no hybrid configuration [H8]; anywhere else the session lacks it.
+        hybrid_objects = objects("hybrid", required=not server.is_edge, absent_fqids=(COMMAND_NOT_FOUND,) if server.is_edge else ())
         events = objects("events", required=False, absent_fqids=(NO_EVENTS_FQID,))
         tls_objects = objects("tls", required=False)
         overrides = objects("setting_overrides", required=False, absent_fqids=(COMMAND_NOT_FOUND,))

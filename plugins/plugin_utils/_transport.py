@@ -222,7 +222,11 @@ def run_request(connection, request: dict, host: str) -> dict:
         if not isinstance(error, dict):
             error = {"type": "RequestFailed", "message": str(error)}
         error_type = str(error.get("type") or "RequestFailed")
-        raise _REQUEST_ERRORS.get(error_type, RequestFailed)(host, error_type, str(error.get("message") or ""))
+        error_message = str(error.get("message") or "")
+        advice = _runner.session_load_advice(error_message) if error_type == "SessionLoadFailed" else ""
+        raise _REQUEST_ERRORS.get(error_type, RequestFailed)(
+            host, error_type, error_message, message="%s: %s. %s" % (error_type, error_message, advice[0].upper() + advice[1:])
+            if advice else None)
 
     _check_calls(host, request, response, rc, stderr)
     return response

@@ -13,7 +13,8 @@
 #  H8 Get-HybridConfiguration returns nothing / is no command on Edge  H9 Get-Queue on Edge
 #  H10 stray output before the result line  H11 console code page  H12 Set-StrictMode
 #  H13 $ErrorActionPreference stops at module scopes  H14 RemoteExchange.ps1 in a function scope
-#  H15 ConstrainedLanguage mode (checked first, as CSS-Exchange Setup/SetupAssist/SetupAssist.ps1 does)
+#  H15 ConstrainedLanguage mode (checked first, as CSS-Exchange Setup/SetupAssist/SetupAssist.ps1 does)  H16 Connect-
+#  ExchangeServer falls back to Read-Host, whose NonInteractive error hides why no server answered
 
 # [H15] First, with only what ConstrainedLanguage allows: nothing else runs outside FullLanguage.
 if ($ExecutionContext.SessionState.LanguageMode -ne 'FullLanguage') {
@@ -28,12 +29,10 @@ $HybridmailWireVersion = 1
 $HybridmailResultPrefix = 'HYBRIDMAIL-RESULT:'
 # Mirrors _runner.ALLOWED_CMDLETS (a unit test keeps them equal); the last four need no Exchange session.
 $AllowedCmdlets = @(
-    'Get-ExchangeServer', 'Get-ExchangeCertificate', 'Get-TransportService', 'Get-SendConnector',
-    'Get-ReceiveConnector', 'Get-HybridConfiguration', 'Get-Queue', 'Enable-ExchangeCertificate',
-    'Remove-ExchangeCertificate', 'Set-SendConnector', 'Set-ReceiveConnector', 'Import-ExchangeCertificate',
-    'Set-HybridConfiguration', 'Get-ManagementRoleAssignment', 'Get-ManagementRole',
-    'Get-WinEvent', 'Get-HybridmailHost', 'Get-HybridmailCertificateChain', 'Get-HybridmailTlsState'
-)
+    'Get-ExchangeServer', 'Get-ExchangeCertificate', 'Get-TransportService', 'Get-SendConnector', 'Get-ReceiveConnector',
+    'Get-HybridConfiguration', 'Get-Queue', 'Enable-ExchangeCertificate', 'Remove-ExchangeCertificate', 'Set-SendConnector',
+    'Set-ReceiveConnector', 'Import-ExchangeCertificate', 'Set-HybridConfiguration', 'Get-ManagementRoleAssignment',
+    'Get-ManagementRole', 'Get-WinEvent', 'Get-HybridmailHost', 'Get-HybridmailCertificateChain', 'Get-HybridmailTlsState')
 $SessionFreeCmdlets = @('Get-WinEvent', 'Get-HybridmailHost', 'Get-HybridmailCertificateChain', 'Get-HybridmailTlsState')
 $SessionLoads = @('auto', 'none', 'snapin', 'e2010', 'remote_exchange')
 
@@ -118,21 +117,19 @@ function ConvertTo-HybridmailArgument {
 }
 
 function Import-HybridmailExchange {
-    # Load the Exchange cmdlets as session.load says; returns how ('present', 'snapin', 'e2010', 'edge' =
-    # the snap-ins bin\exShell.psc1 lists, 'remote_exchange'), or throws with what each step said. auto:
-    # present, snapin, e2010, edge, remote_exchange. Followed: CSS-Exchange Shared/Confirm-ExchangeShell.ps1.
+    # Load the Exchange cmdlets as session.load says (auto: present, snapin, e2010, edge = the snap-ins of bin\exShell.psc1,
+    # remote_exchange; as CSS-Exchange Shared/Confirm-ExchangeShell.ps1); returns how, or throws with what each step said.
     # Get-Command/Get-PSSnapin -ErrorAction Ignore are probes: "not there" is an answer, not an error.
     param([string]$LoadMode)
     if ($LoadMode -ceq 'auto' -and $null -ne (Get-Command -Name 'Get-ExchangeCertificate' -ErrorAction Ignore)) { return 'present' }
-    $steps = @($LoadMode)
-    if ($LoadMode -ceq 'auto') { $steps = @('snapin', 'e2010', 'edge', 'remote_exchange') }
+    $steps = @($LoadMode); if ($LoadMode -ceq 'auto') { $steps = @('snapin', 'e2010', 'edge', 'remote_exchange') }
     $problems = @()
     foreach ($step in $steps) {
+        $errorCount = $Error.Count; $problem = 'the Exchange cmdlets are still missing'
         try {
             if ($step -ceq 'remote_exchange') {
-                # [H14] Import-Module, not a dot-source in this scope; [H12] Exchange's scripts are not
-                # written for strict mode or 'Stop'. Connect-ExchangeServer (a function of that script)
-                # reports trouble through Write-Host and $Error: the probe below judges the outcome.
+                # [H14] Import-Module, not a dot-source in this scope; [H12] Exchange's scripts are not written for strict
+                # mode or 'Stop'. Connect-ExchangeServer reports trouble through Write-Host and $Error: the probe judges.
                 Set-StrictMode -Off -ErrorAction Stop
                 $ErrorActionPreference = 'Continue'
                 try {
@@ -151,9 +148,15 @@ function Import-HybridmailExchange {
                 foreach ($name in @($names | Where-Object -ErrorAction Stop { $null -eq (Get-PSSnapin -Name $_ -ErrorAction Ignore) })) { Add-PSSnapin -Name $name -ErrorAction Stop }
             }
             if ($null -ne (Get-Command -Name 'Get-ExchangeCertificate' -ErrorAction Ignore)) { return $step }
-            $problems += ($step + ': the Exchange cmdlets are still missing')
         }
-        catch { $problems += ($step + ': ' + $_.Exception.Message) }
+        catch { $problem = $_.Exception.Message }
+        # [H16] Why Connect-ExchangeServer found no server is in $Error before its prompt's error: add those, oldest first.
+        $earlier = @(foreach ($record in @($Error | Select-Object -First ([System.Math]::Max(0, $Error.Count - $errorCount)) -ErrorAction Stop)) {
+                $text = [string](Read-HybridmailProperty -InputObject (Read-HybridmailProperty -InputObject $record -Name 'Exception' -Default $record) -Name 'Message' -Default $record)
+                if ($text -and $text -ne $problem) { $text } })  # an ErrorRecord's exception's message, or an exception's
+        $null = [System.Array]::Reverse($earlier)
+        if ($earlier.Count -gt 0) { $problem += ' (after: ' + (@($earlier | Select-Object -Unique -ErrorAction Stop) -join ' | ') + ')' }
+        $problems += ($step + ': ' + $problem)
     }
     throw ('cannot load the Exchange cmdlets (' + ($problems -join '; ') + ')')
 }
@@ -192,9 +195,8 @@ function Format-HybridmailRow {
 }
 
 function Test-HybridmailGuard {
-    # Why on the server: a guard must stop the mutations of the SAME round trip when the server changed
-    # since the plan was made, so it runs between the guard read and the first mutation. Kept generic:
-    # equal multisets of canonical rows over the names the expect rows use, nothing else.
+    # Why on the server: a guard must stop the mutations of the SAME round trip when the server changed since the plan was
+    # made, so it runs between the guard read and the first mutation. Generic: equal multisets of canonical rows, nothing else.
     param([object[]]$Objects, [object[]]$Expect)
     $names = [string[]]@(@(foreach ($row in $Expect) { foreach ($property in $row.PSObject.Properties) { $property.Name } }) | Select-Object -Unique -ErrorAction Stop)
     $actual = [string[]]@(foreach ($item in $Objects) { Format-HybridmailRow -InputObject $item -Names $names })
@@ -233,8 +235,8 @@ function Invoke-HybridmailCall {
 }
 
 function ConvertFrom-HybridmailRequest {
-    # 1. Decode and prepare every call: {Load, Calls} or {Refused} when one call is not allowed, so that the
-    #    whole request is refused before anything runs. A malformed request throws (BadRequest).
+    # 1. Decode and prepare every call: {Load, Calls}, or {Refused} when one call is not allowed (the whole request is
+    #    refused before anything runs). A malformed request throws (BadRequest).
     param([string]$Encoded)
     $plan = ConvertFrom-Json -InputObject ([System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String($Encoded))) -ErrorAction Stop
     if ($plan.version -isnot [int] -or $plan.version -ne $HybridmailWireVersion) { throw ('unsupported request version, this runner speaks ' + $HybridmailWireVersion) }
@@ -272,8 +274,7 @@ function Invoke-HybridmailRequest {
         $Runner['load_ms'] = [long]$loadClock.ElapsedMilliseconds
         if ($null -ne $loadFailure) { return [ordered]@{ error = [ordered]@{ type = 'SessionLoadFailed'; message = $loadFailure } } }
     }
-    # 3. The calls in order. The first failed mutation or failed guard aborts the batch: later
-    #    mutations are skipped, later Get- calls (the verification reads) still run.
+    # 3. The calls in order. The first failed mutation or guard aborts the batch: later mutations are skipped, Get- calls still run.
     $results = New-Object -TypeName 'System.Collections.Generic.List[object]' -ErrorAction Stop
     $aborted = $false
     foreach ($call in $request.Calls) {

@@ -22,7 +22,7 @@ from tests.lab.testing import REPO_ROOT, running_lab
 
 FLEET = os.path.join(REPO_ROOT, "tests", "lab", "fleets", "preflight.yml")
 PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "preflight.yml")
-CHECKS = ["runner", "powershell", "language_mode", "session_user", "exchange_version", "exchange_role", "cmdlet_loading",
+CHECKS = ["runner", "powershell", "language_mode", "session_user", "exchange_version", "exchange_role", "cmdlet_loading", "second_hop",
           "audit_reads", "rbac_audit", "rbac_enforce", "application_log", "tls", "certificate_read"]
 HOSTS = ["ex01", "ex02", "ex03", "edge01", "ex13"]
 _ERROR = re.compile(r"^\[ERROR\]: Task failed: Action failed: (?P<message>.*)$")
@@ -91,6 +91,9 @@ def test_preflight_reports_every_item_for_every_lab_server_and_changes_nothing(p
     assert table["ex01"]["exchange_version"][1] == "Exchange Server SE (15.2.2562.17)"
     assert table["ex01"]["certificate_read"][1] == "3 certificates, RawData of each parsed"
     assert table["ex01"]["cmdlet_loading"][1].startswith("snapin, ")
+    # Enforcement's certificate changes load remote_exchange (not Edge): the line says this round trip did not try it.
+    assert "remote_exchange session, not tried here" in table["ex01"]["cmdlet_loading"][1]
+    assert "not tried here" not in table["edge01"]["cmdlet_loading"][1]
     assert table["edge01"]["exchange_role"] == ("ok", "Edge Transport")
     assert table["edge01"]["rbac_enforce"][0] == "warning"
     assert table["ex13"]["exchange_version"] == ("warning", "Exchange Server 2013 (15.0.1497.2): out of support since 2023-04-11")

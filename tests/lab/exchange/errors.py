@@ -143,3 +143,48 @@ def injected_fault(cmdlet: str, message: str | None) -> CmdletError:
         message or "The operation failed. (injected by the lab)",
         "System.InvalidOperationException,%s" % command_class(cmdlet),
     )
+
+
+# The second hop (docs/tested.md, "Second hop"). A snap-in (local) Exchange task reaches Active Directory
+# as the session's user. Over NTLM, or Kerberos without delegation, the WinRM logon holds no credentials
+# that can be passed on (Ansible's Windows Remote Management guide, "Credential Delegation": NTLM no,
+# Kerberos only with delegation, CredSSP yes), so the task cannot bind to a domain controller. Exchange
+# reports that as an ADTransientException: "Active Directory server <dc> is not available. Error message:
+# Active directory response: The LDAP server is unavailable." (the text Exchange setup prints for the
+# same condition, AdInitErrorRule; the brief of issue 13 quotes "Active Directory server ... is not available").
+def ad_unavailable(cmdlet: str, domain_controller: str) -> CmdletError:
+    return exchange_error(
+        cmdlet,
+        "ADServerUnavailable",
+        "Active Directory server %s is not available. Error message: Active directory response: The LDAP server "
+        "is unavailable." % domain_controller,
+        type_name="Microsoft.Exchange.Data.Directory.ADTransientException",
+        category="NotSpecified",
+    )
+
+
+# What New-PSSession says when the session's logon has no credentials to authenticate onwards with
+# Kerberos (the classic PowerShell remoting "second hop": SEC_E_NO_CREDENTIALS, 0x8009030e). Connect-
+# ExchangeServer opens exactly such a session to http://<fqdn>/PowerShell (Kerberos, the current user).
+def second_hop_session_message(fqdn: str) -> str:
+    return ("Connecting to remote server %s failed with the following error message : WinRM cannot process the request. "
+            "The following error with errorcode 0x8009030e occurred while using Kerberos authentication: A specified logon "
+            "session does not exist. It may already have been terminated." % fqdn)
+
+
+# Enable-/Remove-ExchangeCertificate in a plain PowerShell with the snap-in added, on some servers: the
+# task fails while the same command works in the Exchange Management Shell (win-acme issue 1027, where
+# it is quoted with this category and class; issues 1372 and 1789: the script works once it uses a
+# remote session to http://<server>/PowerShell instead of Add-PSSnapin). 0xe0434f4d is the CLR's
+# exception code, i.e. a managed exception inside the certificate task's RPC to the Service Host.
+CERTIFICATE_TASKS = ("Enable-ExchangeCertificate", "Remove-ExchangeCertificate")
+
+
+def snapin_certificate_task_error(cmdlet: str) -> CmdletError:
+    return exchange_error(
+        cmdlet,
+        "CertificateTaskUnknownError",
+        "The Exchange Certificate operation has failed with an exception.  The error message is: Unknown error (0xe0434f4d)",
+        type_name="Microsoft.Exchange.Data.Common.LocalizedException",
+        category="InvalidOperation",
+    )

@@ -340,9 +340,17 @@ class _Builder:
         language_mode = entry.get("language_mode", "FullLanguage")
         if language_mode not in LANGUAGE_MODES:
             raise FleetError("%s: language_mode must be one of %s" % (where, ", ".join(LANGUAGE_MODES)))
+        delegation = entry.get("credential_delegation", True)
+        if not isinstance(delegation, bool):
+            raise FleetError("%s: credential_delegation must be true or false" % where)
+        delay = entry.get("replication_delay") or {}
+        if not isinstance(delay, dict) or not isinstance(delay.get("reads", 0), int) or delay.get("reads", 0) < 0:
+            raise FleetError("%s: replication_delay must be {reads: <a number of reads, 0 or more>}" % where)
         session = entry.get("session") or {}
         if not isinstance(session, dict) or session.get("auto", "snapin") not in ("snapin", "remote_exchange"):
             raise FleetError("%s: session.auto must be snapin or remote_exchange" % where)
+        if not isinstance(session.get("snapin_certificate_tasks", True), bool):
+            raise FleetError("%s: session.snapin_certificate_tasks must be true or false" % where)
         if edge and session.get("auto") == "remote_exchange":
             raise FleetError("%s: an Edge Transport server has no remote Exchange PowerShell (session.auto)" % where)
         ecc_support = entry.get("ecc_support", False)
@@ -363,6 +371,8 @@ class _Builder:
             session=session,
             language_mode=language_mode,
             ecc_support=ecc_support,
+            credential_delegation=delegation,
+            replication_reads=delay.get("reads", 0),
             initial_messages=int((entry.get("queue") or {}).get("messages", 0)),
         )
         try:

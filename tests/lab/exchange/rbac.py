@@ -17,8 +17,10 @@ The collection never relies on this table: it asks the server.
 Edge Transport servers "don't use Role Based Access Control (RBAC)" (Exchange 2013 help, "Mail flow
 permissions"): their shell has no RBAC cmdlets, so both answer CommandNotFoundException there.
 
-The lab reports RBAC; it does not enforce it on the other cmdlets (a remote PowerShell session holds only
-the cmdlets of the user's roles; whether a snap-in session enforces RBAC is not modelled).
+A remote PowerShell session (remote_exchange) imports only the cmdlets of the user's assigned roles (Microsoft
+Learn, "Understanding Role Based Access Control": users "can only run the cmdlets ... assigned to the management
+roles" they hold): another cmdlet of the table is no command there (imported(), CommandNotFoundException).
+Cmdlets the table does not place are imported. Whether a snap-in session enforces RBAC is not modelled.
 
 Fleet field (organization.rbac, overridden key by key by a server's rbac):
     rbac: {role_groups: [Organization Management], missing_roles: [Send Connectors]}
@@ -114,6 +116,13 @@ def get_management_role(ctx, args):
     if args.get("RoleType"):
         names = [name for name in names if ROLE_TYPES[name].lower() == args["RoleType"].lower()]
     return [_role_object(name) for name in names]
+
+
+def imported(server, name: str) -> bool:
+    """Whether a remote session of the user imports cmdlet name (see the module docstring)."""
+    if not any(name in cmdlets for cmdlets in ROLE_CMDLETS.values()):
+        return True
+    return any(name in ROLE_CMDLETS[assignment["Role"]] for assignment in _assignments(server))
 
 
 def _assignments(server) -> list:

@@ -18,7 +18,7 @@ import binascii
 import datetime
 import time
 
-from tests.lab.exchange import cmdlets, errors, params
+from tests.lab.exchange import cmdlets, errors, params, rbac
 from tests.lab import wire
 from tests.lab.wire import contract
 from tests.lab.exchange.convert import convert, select
@@ -161,14 +161,20 @@ def execute(server, request, user: str | None = None) -> dict:
         spec = cmdlets.REGISTRY.get(name)
         ctx = None
         try:
-            if spec is None or (spec.exchange and load == "none"):
+            if spec is None or (spec.exchange and load == "none") or (
+                    spec.exchange and load == "remote_exchange" and not rbac.imported(server, name)):
                 raise errors.command_not_found(name)
             server.count_call(name)
+            if spec.exchange and not server.directory_reachable(load):
+                raise errors.ad_unavailable(name, server.org.domain_controller)
+            if name in errors.CERTIFICATE_TASKS and load in ("snapin", "e2010") and not server.session.get(
+                    "snapin_certificate_tasks", True):
+                raise errors.snapin_certificate_task_error(name)
             if server.fault_fires(name):
                 raise errors.injected_fault(name, server.faults[name.lower()].message)
             bound = params.bind(name, spec.params, spec.should_process, call_arguments)
             ctx = CallContext(server, name, spec, bound, user=user)
-            objects = spec.handler(ctx, bound)
+            objects = server.replicated_read(name, call_arguments, lambda: spec.handler(ctx, bound))
             if spec.exchange:
                 objects = server.session_shape(load, objects)
         except errors.CmdletError as error:
@@ -186,6 +192,8 @@ def execute(server, request, user: str | None = None) -> dict:
             aborted = True
         if mutation:
             server.record_mutation(name, call_arguments, changes=ctx.changes, what_if=ctx.what_if)
+            if ctx.changes and not ctx.what_if:
+                server.reads_lag()
             changed_servers |= ctx.touched
             organization_changed |= ctx.organization_changed
         results.append(result)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import copy
 import datetime
+import json
 from dataclasses import dataclass
 
 from tests.lab import pki
@@ -59,12 +61,22 @@ def deserialized(value, offset_hours: int):
     return value
 
 
+# Reads of what lives in Active Directory: after a change they may be answered by another domain controller,
+# which has not replicated it yet. Microsoft's New-ExchangeAuthCertificate.ps1 (CSS-Exchange,
+# Admin/MonitorExchangeAuthCertificate/ConfigurationAction) waits 10 s after Enable-ExchangeCertificate before
+# it reads the internal transport certificate back from AD (msExchServerInternalTLSCert,
+# Shared/ActiveDirectoryFunctions/Get-InternalTransportCertificateFromServer.ps1).
+LAGGING_READS = ("Get-ExchangeCertificate", "Get-TransportService", "Get-SendConnector", "Get-ReceiveConnector",
+                 "Get-HybridConfiguration")
+
+
 class ExchangeServer:
     """State of one server plus the entry points the WinRM endpoint and the control API call."""
 
     def __init__(self, *, org, name: str, fqdn: str, domain: str, role: str, version: str, locale: str,
                  enable_behavior: str, tls, clock, edition: str = "Standard", session: dict | None = None,
-                 initial_messages: int = 0, language_mode: str = "FullLanguage", ecc_support: bool = False):
+                 initial_messages: int = 0, language_mode: str = "FullLanguage", ecc_support: bool = False,
+                 credential_delegation: bool = True, replication_reads: int = 0):
         self.org = org
         self.name = name
         self.fqdn = fqdn
@@ -78,6 +90,16 @@ class ExchangeServer:
         self._clock = clock
         self.session = dict(session or {})
         self.language_mode = language_mode  # $ExecutionContext.SessionState.LanguageMode of a WinRM session
+        # False: the WinRM logon cannot pass its credentials on (NTLM, Kerberos without delegation), so Exchange
+        # tasks cannot reach AD and Connect-ExchangeServer cannot authenticate (errors.ad_unavailable). True stands
+        # in for Kerberos with delegation or CredSSP, which the lab's listener does not speak. Edge: local accounts
+        # and the local AD LDS instance, no second hop.
+        self.credential_delegation = credential_delegation
+        # Fleet replication_delay {reads: N}: after a change, each LAGGING_READS call (cmdlet + parameters) answers
+        # what it answered before the change for its next N calls (0: no delay).
+        self.replication_reads = replication_reads
+        self.last_reads: dict = {}  # (cmdlet, parameters) -> objects it last answered, as of now
+        self.stale_reads: dict = {}  # (cmdlet, parameters) -> [objects before the change, reads left]
         self.initial_messages = initial_messages
         # Exchange's ECC certificate support (Microsoft Learn, "Exchange Server support for ECC certificates",
         # from the April 2024 Hotfix Update): off unless the setting override
@@ -267,6 +289,8 @@ class ExchangeServer:
         if method == "e2010":
             failure = failure or ("The Windows PowerShell snap-in 'Microsoft.Exchange.Management.PowerShell.E2010' "
                                   "is not installed on this computer.")
+        if method == "remote_exchange" and not self.is_edge and not self.credential_delegation:
+            failure = failure or errors.second_hop_session_message(self.fqdn)
         if method == "remote_exchange" and (self.is_edge or not self.session.get("remote_exchange", True)):
             failure = failure or (
                 "Connecting to remote server %s failed with the following error message : Access is denied."
@@ -275,9 +299,42 @@ class ExchangeServer:
                 else "The term 'Connect-ExchangeServer' is not recognized as the name of a cmdlet, function, "
                 "script file, or operable program."
             )
+        if failure and method == "remote_exchange" and not self.is_edge and not self.session.get("load_error"):
+            # Connect-ExchangeServer -Auto, when no server of the site accepts the session, asks for one with
+            # Read-Host; under -NonInteractive that prompt's error is what the runner catches, and it adds the
+            # errors $Error recorded before it, oldest first (runner.ps1 [H16]).
+            raise runner.RequestProblem("SessionLoadFailed", "cannot load the Exchange cmdlets (remote_exchange: %s (after: %s))"
+                                        % (errors.NONINTERACTIVE_MESSAGE, failure))
         if failure:
             raise runner.RequestProblem("SessionLoadFailed", failure)
         return method
+
+    def replicated_read(self, cmdlet: str, arguments: dict, read):
+        """read() (the handler), unless replication_delay makes this call answer the state before the last change."""
+        if cmdlet not in LAGGING_READS or not self.replication_reads:
+            return read()
+        key = (cmdlet, json.dumps(runner.parameters_for_log(arguments), sort_keys=True))
+        stale = self.stale_reads.get(key)
+        if stale:
+            stale[1] -= 1
+            if stale[1] <= 0:
+                del self.stale_reads[key]
+            return copy.deepcopy(stale[0])
+        objects = read()
+        self.last_reads[key] = copy.deepcopy(objects)
+        return objects
+
+    def reads_lag(self) -> None:
+        """A change was made: the reads answered before it keep answering that (replication_delay)."""
+        if self.replication_reads:
+            for key, objects in self.last_reads.items():
+                self.stale_reads.setdefault(key, [objects, self.replication_reads])
+            self.last_reads = {}
+
+    def directory_reachable(self, load: str) -> bool:
+        """Whether an Exchange task of a session loaded this way can bind to AD: a remote_exchange session runs
+        it inside IIS on the server (its own logon); a local (snap-in) one as the WinRM logon (errors.ad_unavailable)."""
+        return self.is_edge or self.credential_delegation or load == "remote_exchange"
 
     def session_load_ms(self, method: str) -> int:
         return int(self.session.get("load_ms", SESSION_LOAD_MS.get(method, 0)) if method != "none" else 0)
@@ -407,6 +464,9 @@ class ExchangeServer:
                     "locale": self.locale,
                     "enable_behavior": self.enable_behavior,
                     "language_mode": self.language_mode,
+                    "credential_delegation": self.credential_delegation,
+                    "replication_delay": {"reads": self.replication_reads,
+                                          "stale": sorted({cmdlet for cmdlet, _parameters in self.stale_reads})},
                     "session": dict(self.session),
                     "certificates": certificates,
                     "internal_transport_certificate": self.internal_transport_thumbprint,

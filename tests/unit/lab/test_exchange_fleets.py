@@ -43,7 +43,8 @@ def test_every_fleet_file_is_listed_and_loads():
     names = {os.path.basename(path)[:-4] for path in FLEET_FILES}
     assert names == {"healthy", "kb2888788", "stale_tls_name", "only_untrusted", "expiring", "edge", "localized",
                      "mixed", "preflight", "renewal", "planner_defects", "edge_untrusted", "client_frontend",
-                     "partial_batch", "missing_intermediate", "ecc", "versions"}
+                     "partial_batch", "missing_intermediate", "ecc", "versions",
+                     "second_hop", "snapin_certificates", "replication_delay", "remote_session"}
     for path in FLEET_FILES:
         fleet = Fleet.load(path)
         status = fleet.status()

@@ -54,7 +54,7 @@ def with_error(response, call_id, error):
     return changed
 
 
-CHECKS = ["runner", "powershell", "language_mode", "session_user", "exchange_version", "exchange_role", "cmdlet_loading",
+CHECKS = ["runner", "powershell", "language_mode", "session_user", "exchange_version", "exchange_role", "cmdlet_loading", "second_hop",
           "audit_reads", "rbac_audit", "rbac_enforce", "application_log", "tls", "certificate_read"]
 
 
@@ -305,3 +305,30 @@ def test_lab_server_management_role_group_cannot_set_send_connectors():
     assert "Set-SendConnector" in details(result)["rbac_enforce"]
     assert "Enable-ExchangeCertificate" not in details(result)["rbac_enforce"]
     assert statuses(result)["rbac_audit"] == "failed"  # no View-Only Configuration: Get-SendConnector, Get-HybridConfiguration
+
+
+def test_the_second_hop_fails_the_preflight_naming_the_fix():
+    """tests/lab/fleets/second_hop.yml EX01: the snap-in's cmdlets cannot reach AD as the WinRM user."""
+    fleet = Fleet.load(os.path.join(FLEETS, "second_hop.yml"))
+    result = _preflight.evaluate(fleet.servers["EX01"].handle_request(_preflight.request(USER)), USER, TODAY)
+    assert statuses(result)["second_hop"] == "failed"
+    assert details(result)["second_hop"].startswith("server: Microsoft.Exchange.Data.Directory.ADTransientException: "
+                                                    "Active Directory server DC01.contoso.com is not available")
+    assert details(result)["second_hop"].endswith(_runner.SECOND_HOP_ADVICE)
+    assert result["ready_for"] == {"audit": False, "enforce": False}
+    delegated = _preflight.evaluate(fleet.servers["EX03"].handle_request(_preflight.request(USER)), USER, TODAY)
+    assert statuses(delegated)["second_hop"] == "ok" and delegated["ready_for"]["enforce"] is True
+
+
+def test_second_hop_advice_recognises_only_the_second_hop():
+    assert _runner.second_hop_advice("Active Directory server DC01 is not available. Error message: x") == _runner.SECOND_HOP_ADVICE
+    assert _runner.second_hop_advice("... errorcode 0x8009030e occurred while using Kerberos authentication") != ""
+    assert _runner.second_hop_advice("Access is denied.") == "" and _runner.second_hop_advice(None) == ""
+
+
+def test_session_load_advice_explains_the_prompt_and_the_second_hop():
+    prompt = "cannot load the Exchange cmdlets (remote_exchange: %s (after: x))" % _runner.NONINTERACTIVE_MESSAGE
+    assert _runner.session_load_advice(prompt) == _runner.PROMPT_ADVICE
+    both = prompt.replace("x))", "... errorcode 0x8009030e occurred ...))")
+    assert _runner.session_load_advice(both) == _runner.PROMPT_ADVICE + "; probably " + _runner.SECOND_HOP_ADVICE
+    assert _runner.session_load_advice("The snap-in is not installed.") == ""

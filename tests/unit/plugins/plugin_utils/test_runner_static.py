@@ -342,8 +342,13 @@ def test_hazard_comments(source):
     """Each Windows PowerShell 5.1 hazard of the issue has its tag in the header and at its site."""
     code = source.decode("ascii")
     header = code[:code.index("if ($ExecutionContext")]
-    for number in range(1, 16):
+    for number in range(1, 17):
         assert re.search(r"^#.*\bH%d " % number, header, re.MULTILINE), number
-    for number in (1, 2, 3, 4, 5, 6, 8, 10, 11, 12, 13, 14, 15):
+    for number in (1, 2, 3, 4, 5, 6, 8, 10, 11, 12, 13, 14, 15, 16):
         assert code.count("[H%d]" % number) >= 1, number
     assert "Shared/Confirm-ExchangeShell.ps1" in code and "Import-Module -Name (Join-Path" in code
+    # [H16] each load step remembers $Error's size first, and its problem names the errors recorded since
+    loader = code[code.index("function Import-HybridmailExchange"):code.index("function ConvertTo-HybridmailValue")]
+    assert loader.index("$errorCount = $Error.Count") < loader.index("try {")
+    assert "Select-Object -First ([System.Math]::Max(0, $Error.Count - $errorCount))" in loader
+    assert loader.index("$problem += ' (after: '") < loader.index("$problems += ($step + ': ' + $problem)")

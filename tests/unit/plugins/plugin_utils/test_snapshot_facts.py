@@ -196,3 +196,14 @@ def test_local_and_remote_session_shapes_give_the_same_facts(name, lab_store):
         facts = [_facts.server_facts(snapshot, _facts.evaluate(snapshot, lab_store, NOW), NOW, None) for snapshot in snapshots]
         assert facts[0] == facts[1], server_name
         assert facts[0]["certificates"], server_name
+
+
+def test_get_hybrid_configuration_missing_from_a_session_is_a_missing_permission_not_no_hybrid():
+    """remote_session.yml EX02: the remote session lacks Get-HybridConfiguration (RBAC); on Edge it is no hybrid."""
+    calls = _snapshot.audit_calls(event_lookback_days=0)
+    response = fleet("remote_session").servers["EX02"].handle_request(_snapshot.request(calls, read_only=True))
+    with pytest.raises(_snapshot.SnapshotError, match=r"^ex02: Get-HybridConfiguration \(hybrid\) failed: .*"
+                       r"CommandNotFoundException\]\. Missing permission: a remote Exchange session holds only"):
+        _snapshot.ServerSnapshot.from_response(response, "ex02", calls)
+    edge = fleet("edge").servers["EDGE01"].handle_request(_snapshot.request(calls, read_only=True))
+    assert _snapshot.ServerSnapshot.from_response(edge, "edge01", calls).hybrid is None
