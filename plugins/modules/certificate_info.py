@@ -106,10 +106,12 @@ server:
     powershell: {description: PowerShell version that ran the script., type: str}
     ecc_support:
       description: >-
-        Whether Exchange's ECC certificate support (the setting override of Microsoft's "Exchange Server support for ECC
-        certificates") applies to this server; null when not read (the audit does not read setting overrides yet), so
-        the enforcement modules enable no certificate with an ECC key.
+        Whether Exchange's ECC certificate support is on for this server (the ECCCertificateSupport setting override
+        and the registry value EnableEccCertificateSupport of Microsoft's "Exchange Server support for ECC
+        certificates", as CSS-Exchange HealthChecker checks them); null when unknown (not readable, or an Edge
+        Transport server). The enforcement modules enable a certificate with an ECC key only where it is true.
       type: bool
+    ecc_support_reason: {description: Why ecc_support is what it is., type: str}
 hybrid_fqdns:
   description: The names this server presents to Exchange Online, lower case.
   returned: success

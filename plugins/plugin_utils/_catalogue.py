@@ -53,11 +53,13 @@ HC_TLS = _HEALTHCHECKER + "TLSConfigurationCheck/"
 # Microsoft Learn, "Exchange Server support for ECC certificates" (from the April 2024 Hotfix Update).
 ECC_OVERRIDE_ADVICE = (
     "Exchange uses an ECC certificate only with its ECC support enabled (Microsoft Learn, \"Exchange Server support for "
-    "ECC certificates\"): New-SettingOverride -Name 'EnableEcc' -Component 'Global' -Section 'ECC' "
+    "ECC certificates\"; CSS-Exchange HealthChecker checks it, aka.ms/HC-EccCertificateChange): the setting override "
+    "New-SettingOverride -Name 'EnableECCCertificateSupport' -Component 'Global' -Section 'ECCCertificateSupport' "
     "-Parameters @('Enabled=true') -Reason 'ECC certificates', then Get-ExchangeDiagnosticInfo -Process "
-    "Microsoft.Exchange.Directory.TopologyService -Component VariantConfiguration -Argument Refresh and restart the "
-    "Exchange services, as the article describes (an Edge Transport server takes the registry value it names). Or use a "
-    "certificate with an RSA key.")
+    "Microsoft.Exchange.Directory.TopologyService -Component VariantConfiguration -Argument Refresh, and on builds from the "
+    "November 2024 SU the string registry value EnableEccCertificateSupport = 1 under "
+    "HKLM:\\SOFTWARE\\Microsoft\\ExchangeServer\\v15\\Diagnostics; restart the Exchange services, as the article "
+    "describes. Or use a certificate with an RSA key.")
 
 # ---------------------------------------------------------------------------------------------
 # The catalogue

@@ -50,7 +50,7 @@ def mutation_session(host: str, session_load: str, cmdlets, is_edge: bool) -> tu
         return session_load, None
     if session_load == "auto":
         return "remote_exchange", None
-    if session_load in ("snapin", "e2010"):
+    if session_load == "snapin":
         return session_load, "%s: exchange_session %s: %s. Nothing was changed." % (host, session_load, SNAPIN_CERTIFICATE_ADVICE)
     return session_load, None
 

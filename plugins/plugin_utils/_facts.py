@@ -177,8 +177,9 @@ def server_facts(snapshot: _snapshot.ServerSnapshot, verdicts: Mapping, now: dat
             "roles": sorted(snapshot.server.roles),
             "is_edge": snapshot.server.is_edge,
             "powershell": snapshot.powershell,
-            # Exchange's ECC certificate support: true/false from the setting overrides, null when not read.
+            # Exchange's ECC certificate support (setting override and registry value): true/false, null when unknown.
             "ecc_support": snapshot.ecc_support,
+            "ecc_support_reason": snapshot.ecc_support_reason,
         },
         "hybrid_fqdns": list(snapshot.exposure.hybrid_fqdns),
         # What faces Exchange Online, as the planner sees it: findings read it instead of deriving it again.

@@ -744,11 +744,8 @@ def _ecc_findings(server: ServerFacts, cert: Mapping) -> list[Finding]:
     if (cert.get("key_type") != "EC" or state is True or not names or "SMTP" in (cert.get("services") or ())
             or cert.get("has_private_key") is False or not server.trusted_for(cert, names)):
         return []
-    edge = bool((server.facts.get("server") or {}).get("is_edge"))
-    problem = ("ECC support is not enabled on this server (no ECC setting override applies to it)" if state is False else
-               "this audit cannot tell whether ECC support is enabled (%s)" % (
-                   "an Edge Transport server keeps it in the registry, which the audit does not read" if edge
-                   else "it does not read setting overrides"))
+    problem = ((server.facts.get("server") or {}).get("ecc_support_reason")
+               or "whether Exchange's ECC certificate support is enabled on this server is unknown")
     return [_finding(
         "HM308", WARNING, "ECC certificate %s (%s) for %s cannot be enabled for SMTP until Exchange's ECC support is on"
         % (_label(cert), server.thumbprint(cert), " or ".join(names)), server.thumbprint(cert),

@@ -136,10 +136,23 @@ def out_of_support(admin_display_version, today: datetime.date) -> tuple | None:
     return (product, build, end) if end is not None and today > end else None
 
 
-def ecc_support_enabled(setting_overrides, server_name) -> bool:
-    """Whether Exchange's ECC certificate support applies to this server: a setting override with Component
-    Global, Section ECC and Parameters Enabled=true for every server or this one (Microsoft Learn, "Exchange
-    Server support for ECC certificates"). setting_overrides: Get-SettingOverride objects."""
+# Exchange's ECC certificate support, as CSS-Exchange HealthChecker judges it (Analyzer/Security/
+# Invoke-AnalyzerSecurityOverrides.ps1 with Get-FilteredSettingOverrideInformation.ps1, and
+# DataCollection/ExchangeInformation/Get-ExchangeRegistryValues.ps1): a setting override with ComponentName Global,
+# SectionName ECCCertificateSupport and the parameter Enabled=true that applies to the server, and, from the
+# November 2024 SU on, the string registry value EnableEccCertificateSupport = 1 (HealthChecker: override without
+# it is "No longer fully enabled", aka.ms/HC-EccCertificateChange).
+ECC_OVERRIDE_COMPONENT = "Global"
+ECC_OVERRIDE_SECTION = "ECCCertificateSupport"
+ECC_REGISTRY_VALUE = r"HKLM\SOFTWARE\Microsoft\ExchangeServer\v15\Diagnostics\EnableEccCertificateSupport"
+
+
+UNREAD = object()  # a value the audit could not read (as opposed to one it read as absent)
+
+
+def ecc_override_applies(setting_overrides, server_name) -> bool:
+    """Whether a Get-SettingOverride object turns ECC support on for this server: Global/ECCCertificateSupport,
+    Enabled=true, Server empty or naming it, Status Accepted when the object says (HealthChecker's filter)."""
     own = server_name_key(server_name)
     for override in setting_overrides or ():
         if not isinstance(override, Mapping):
@@ -148,11 +161,37 @@ def ecc_support_enabled(setting_overrides, server_name) -> bool:
         parameters = [parameters] if isinstance(parameters, str) else parameters
         servers = override.get("Server") or ()
         servers = [servers] if isinstance(servers, str) else servers
-        if (str(override.get("Component") or "").casefold() == "global" and str(override.get("Section") or "").casefold() == "ecc"
+        status = str(override.get("Status") or "Accepted")
+        if (str(override.get("ComponentName") or "").casefold() == ECC_OVERRIDE_COMPONENT.casefold()
+                and str(override.get("SectionName") or "").casefold() == ECC_OVERRIDE_SECTION.casefold()
                 and any("".join(str(p).split()).casefold() == "enabled=true" for p in parameters)
+                and status.casefold() == "accepted"
                 and (not servers or own in {server_name_key(s) for s in servers})):
             return True
     return False
+
+
+def ecc_support(setting_overrides, registry_enabled, server_name, is_edge: bool) -> tuple:
+    """(True | False | None, why) for Exchange's ECC certificate support on this server. setting_overrides:
+    Get-SettingOverride objects, None when not read; registry_enabled: the EnableEccCertificateSupport value as
+    runner.ps1's Get-HybridmailTlsState reads it (True, False, None when absent), or UNREAD."""
+    if is_edge:
+        return None, ("whether Exchange's ECC certificate support is enabled on this Edge Transport server is unknown "
+                      "(Edge has no setting overrides; the audit does not judge Edge)")
+    if setting_overrides is None:
+        return None, ("whether Exchange's ECC certificate support is enabled on this server is unknown (the audit could "
+                      "not read the setting overrides)")
+    if not ecc_override_applies(setting_overrides, server_name):
+        return False, ("Exchange's ECC certificate support is not enabled on this server (no %s setting override with "
+                       "Enabled=true applies to it)" % ECC_OVERRIDE_SECTION)
+    if registry_enabled is UNREAD:
+        return None, ("whether Exchange's ECC certificate support is fully enabled on this server is unknown (the %s "
+                      "setting override applies; the registry value %s could not be read)" % (ECC_OVERRIDE_SECTION, ECC_REGISTRY_VALUE))
+    if registry_enabled is not True:
+        return False, ("Exchange's ECC certificate support is not fully enabled on this server (the %s setting override "
+                       "applies, but the registry value %s is not 1, which builds from the November 2024 SU need)"
+                       % (ECC_OVERRIDE_SECTION, ECC_REGISTRY_VALUE))
+    return True, "Exchange's ECC certificate support is enabled on this server"
 
 
 def normalize_thumbprint(value) -> str:

@@ -362,12 +362,7 @@ def is_ecc(certificate: _model.Certificate) -> bool:
 
 def ecc_support_problem(snapshot: _snapshot.ServerSnapshot) -> str:
     """Why this server's ECC support is not known to be on (snapshot.ecc_support is not True)."""
-    if snapshot.ecc_support is False:
-        return "Exchange's ECC certificate support is not enabled on this server (no ECC setting override applies to it)"
-    if snapshot.server.is_edge:
-        return ("whether Exchange's ECC certificate support is enabled on this Edge Transport server is unknown (Edge keeps it "
-                "in the registry, which the audit does not read)")
-    return "whether Exchange's ECC certificate support is enabled on this server is unknown (the audit does not read setting overrides)"
+    return snapshot.ecc_support_reason or "whether Exchange's ECC certificate support is enabled on this server is unknown"
 
 
 def ecc_unsupported(snapshot: _snapshot.ServerSnapshot, connector: _exposure.Connector, certificate: _model.Certificate) -> str:

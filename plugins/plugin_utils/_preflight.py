@@ -67,7 +67,7 @@ LANGUAGE_MODE_ERROR = "LanguageMode"  # RequestFailed.error_type of a host in Co
 END_OF_SUPPORT = _model.END_OF_SUPPORT
 exchange_product = _model.exchange_product
 
-KNOWN_LOADS = ("present", "snapin", "e2010", "edge", "remote_exchange")
+KNOWN_LOADS = ("present", "snapin", "edge", "remote_exchange")
 
 REDACTED = "********"
 # Properties whose values are certificate bodies: diagnostics keep only their thumbprints.

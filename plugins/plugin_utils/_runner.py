@@ -41,6 +41,7 @@ EXCHANGE_CMDLETS = (
     "Set-HybridConfiguration",
     "Get-ManagementRoleAssignment",
     "Get-ManagementRole",
+    "Get-SettingOverride",
 )
 # Windows cmdlets that need no Exchange session.
 WINDOWS_CMDLETS = ("Get-WinEvent",)
@@ -52,7 +53,7 @@ RUNNER_HELPERS = (
 )
 ALLOWED_CMDLETS = EXCHANGE_CMDLETS + WINDOWS_CMDLETS + RUNNER_HELPERS
 
-SESSION_LOADS = ("auto", "none", "snapin", "e2010", "remote_exchange")
+SESSION_LOADS = ("auto", "none", "snapin", "remote_exchange")
 # Typed parameter values ({"__hybridmail": kind, ...}) and what runner.ps1 makes of them.
 TYPED_VALUES = ("computername", "days_ago", "bytes", "secure_string")
 

@@ -57,10 +57,9 @@ def call(call_id: str, cmdlet: str, properties=(), expect=None, **parameters) ->
     return request_call
 
 
-# Exchange's ECC support override (Microsoft Learn, "Exchange Server support for ECC certificates") is read
-# with Get-SettingOverride once runner.ps1 allow-lists it (with _runner.ALLOWED_CMDLETS); until then a
-# snapshot's ecc_support is None (unknown) and enforcement enables no ECC certificate.
+# Exchange's ECC support (_model.ecc_support): the setting overrides, and a registry value Get-HybridmailTlsState reads.
 SETTING_OVERRIDES_CMDLET = "Get-SettingOverride"
+TLS_PROPERTIES = ("Tls12ClientEnabled", "Tls12ServerEnabled", "StrongCryptoNet4", "EccCertificateSupport")
 
 
 def audit_calls(event_lookback_days: int = 7, max_events: int = 50) -> list:
@@ -78,10 +77,9 @@ def audit_calls(event_lookback_days: int = 7, max_events: int = 50) -> list:
                                                    "EdgeTransportServers", "Domains", "OnPremisesSmartHost", "Features")),
         call("queues", "Get-Queue", ("Identity", "DeliveryType", "NextHopDomain", "NextHopConnector", "Status", "MessageCount",
                                      "LastError", "LastRetryTime", "NextRetryTime"), Server=COMPUTERNAME),
-        call("tls", "Get-HybridmailTlsState", ("Tls12ClientEnabled", "Tls12ServerEnabled", "StrongCryptoNet4")),
+        call("tls", "Get-HybridmailTlsState", TLS_PROPERTIES),
+        call("setting_overrides", SETTING_OVERRIDES_CMDLET, ("Name", "ComponentName", "SectionName", "Parameters", "Server", "Status")),
     ]
-    if SETTING_OVERRIDES_CMDLET in _runner.ALLOWED_CMDLETS:
-        calls.append(call("setting_overrides", SETTING_OVERRIDES_CMDLET, ("Name", "Component", "Section", "Parameters", "Server")))
     if event_lookback_days > 0:
         calls.append(call(
             "events", "Get-WinEvent", ("Id", "ProviderName", "TimeCreated", "LevelDisplayName", "MachineName", "Message"),
@@ -121,9 +119,9 @@ class ServerSnapshot:
     queues: tuple[_model.QueueInfo, ...]
     tls: Mapping | None
     failures: tuple[CallFailure, ...]
-    # Exchange's ECC certificate support on this server: True/False from Get-SettingOverride, None when
-    # not read (an Edge Transport server keeps it in the registry instead, which the runner does not read).
+    # Exchange's ECC certificate support on this server (_model.ecc_support): True/False, None when unknown; and why.
     ecc_support: bool | None = None
+    ecc_support_reason: str = ""
 
     @classmethod
     def from_response(cls, response: Mapping, host: str, calls) -> ServerSnapshot:
@@ -169,10 +167,10 @@ class ServerSnapshot:
         hybrid_objects = objects("hybrid", required=not server.is_edge, absent_fqids=(COMMAND_NOT_FOUND,) if server.is_edge else ())
         events = objects("events", required=False, absent_fqids=(NO_EVENTS_FQID,))
         tls_objects = objects("tls", required=False)
-        overrides = objects("setting_overrides", required=False, absent_fqids=(COMMAND_NOT_FOUND,))
-        ecc_support = None
-        if overrides is not None and not server.is_edge and not any(f.call_id == "setting_overrides" for f in failures):
-            ecc_support = _model.ecc_support_enabled(overrides, server.name)
+        overrides = objects("setting_overrides", required=False, absent_fqids=(COMMAND_NOT_FOUND,) if server.is_edge else ())
+        ecc_support, ecc_support_reason = _model.ecc_support(
+            None if any(f.call_id == "setting_overrides" for f in failures) else overrides,
+            (tls_objects[0] or {}).get("EccCertificateSupport") if tls_objects else _model.UNREAD, server.name, server.is_edge)
         first_host = host_objects[0] if host_objects else {}
         return cls(
             host=host,
@@ -190,6 +188,7 @@ class ServerSnapshot:
             tls=tls_objects[0] if tls_objects else None,
             failures=tuple(failures),
             ecc_support=ecc_support,
+            ecc_support_reason=ecc_support_reason,
         )
 
     # -- derived facts --------------------------------------------------------------------------

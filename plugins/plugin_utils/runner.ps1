@@ -32,9 +32,10 @@ $AllowedCmdlets = @(
     'Get-ExchangeServer', 'Get-ExchangeCertificate', 'Get-TransportService', 'Get-SendConnector', 'Get-ReceiveConnector',
     'Get-HybridConfiguration', 'Get-Queue', 'Enable-ExchangeCertificate', 'Remove-ExchangeCertificate', 'Set-SendConnector',
     'Set-ReceiveConnector', 'Import-ExchangeCertificate', 'Set-HybridConfiguration', 'Get-ManagementRoleAssignment',
-    'Get-ManagementRole', 'Get-WinEvent', 'Get-HybridmailHost', 'Get-HybridmailCertificateChain', 'Get-HybridmailTlsState')
+    'Get-ManagementRole', 'Get-SettingOverride', 'Get-WinEvent', 'Get-HybridmailHost', 'Get-HybridmailCertificateChain',
+    'Get-HybridmailTlsState')
 $SessionFreeCmdlets = @('Get-WinEvent', 'Get-HybridmailHost', 'Get-HybridmailCertificateChain', 'Get-HybridmailTlsState')
-$SessionLoads = @('auto', 'none', 'snapin', 'e2010', 'remote_exchange')
+$SessionLoads = @('auto', 'none', 'snapin', 'remote_exchange')
 
 function Get-HybridmailHost {
     # Read-only helper: this host, its PowerShell, and the account the session runs as.
@@ -70,20 +71,20 @@ function Get-HybridmailCertificateChain {
 }
 
 function Get-HybridmailTlsState {
-    # Read-only helper: SCHANNEL TLS 1.2 and .NET 4 strong crypto registry values, bool (non-zero = true) or
-    # null when absent (Windows then uses its default); the keys of CSS-Exchange Shared/TLS/Get-AllTlsSettingsFromRegistry.ps1.
+    # Read-only helper: registry values as CSS-Exchange reads them (Shared/TLS/Get-AllTlsSettingsFromRegistry.ps1, HealthChecker
+    # Get-ExchangeRegistryValues.ps1), bool ('0' or empty = false; [string] takes DWORD and string) or null when absent.
     [CmdletBinding()] param()
     $tls12 = 'HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Control\SecurityProviders\SCHANNEL\Protocols\TLS 1.2\'
     $keys = [ordered]@{
         Tls12ClientEnabled = @(($tls12 + 'Client'), 'Enabled'); Tls12ClientDisabledByDefault = @(($tls12 + 'Client'), 'DisabledByDefault')
         Tls12ServerEnabled = @(($tls12 + 'Server'), 'Enabled'); Tls12ServerDisabledByDefault = @(($tls12 + 'Server'), 'DisabledByDefault')
         StrongCryptoNet4 = @('HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\.NETFramework\v4.0.30319', 'SchUseStrongCrypto')
+        EccCertificateSupport = @('HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\ExchangeServer\v15\Diagnostics', 'EnableEccCertificateSupport')
     }
     $state = [ordered]@{}
     foreach ($name in $keys.Keys) {
-        $value = [Microsoft.Win32.Registry]::GetValue($keys[$name][0], $keys[$name][1], $null)
-        $state[$name] = $null
-        if ($null -ne $value) { $state[$name] = ([long]$value -ne 0) }
+        $value = [Microsoft.Win32.Registry]::GetValue($keys[$name][0], $keys[$name][1], $null); $state[$name] = $null
+        if ($null -ne $value) { $state[$name] = (@('0', '') -notcontains ([string]$value).Trim()) }
     }
     [pscustomobject]$state
 }
@@ -117,12 +118,12 @@ function ConvertTo-HybridmailArgument {
 }
 
 function Import-HybridmailExchange {
-    # Load the Exchange cmdlets as session.load says (auto: present, snapin, e2010, edge = the snap-ins of bin\exShell.psc1,
+    # Load the Exchange cmdlets as session.load says (auto: present, snapin, edge = the snap-ins of bin\exShell.psc1,
     # remote_exchange; as CSS-Exchange Shared/Confirm-ExchangeShell.ps1); returns how, or throws with what each step said.
     # Get-Command/Get-PSSnapin -ErrorAction Ignore are probes: "not there" is an answer, not an error.
     param([string]$LoadMode)
     if ($LoadMode -ceq 'auto' -and $null -ne (Get-Command -Name 'Get-ExchangeCertificate' -ErrorAction Ignore)) { return 'present' }
-    $steps = @($LoadMode); if ($LoadMode -ceq 'auto') { $steps = @('snapin', 'e2010', 'edge', 'remote_exchange') }
+    $steps = @($LoadMode); if ($LoadMode -ceq 'auto') { $steps = @('snapin', 'edge', 'remote_exchange') }
     $problems = @()
     foreach ($step in $steps) {
         $errorCount = $Error.Count; $problem = 'the Exchange cmdlets are still missing'
@@ -140,7 +141,6 @@ function Import-HybridmailExchange {
             }
             else {
                 $names = @('Microsoft.Exchange.Management.PowerShell.SnapIn')
-                if ($step -ceq 'e2010') { $names = @('Microsoft.Exchange.Management.PowerShell.E2010') }
                 if ($step -ceq 'edge') {
                     [xml]$console = Get-Content -LiteralPath (Join-Path -Path $env:ExchangeInstallPath -ChildPath 'bin\exShell.psc1' -ErrorAction Stop) -ErrorAction Stop
                     $names = @(foreach ($snapin in $console.PSConsoleFile.PSSnapIns.PSSnapIn) { $snapin.Name })

@@ -463,16 +463,19 @@ def set_receive_connector(ctx, args):
     return []
 
 
-# Get-SettingOverride (office-docs-powershell, Get-SettingOverride.md): the organisation's setting overrides
-# (Active Directory), each with Component, Section, Parameters ("Name=value" strings) and the Server list it
-# applies to (empty: every server). The lab holds the one override the collection looks for, ECC support
-# (server.py, ecc_support), per server. Not part of the Edge Transport shell: Edge reads a registry value.
+# Get-SettingOverride (office-docs-powershell, Get-SettingOverride.md, whose example selects Name, Reason,
+# ComponentName, SectionName, Parameters, Server): the organisation's setting overrides (Active Directory), each
+# with Parameters ("Name=value" strings), the Server list it applies to (empty: every server) and a Status
+# (CSS-Exchange HealthChecker Get-FilteredSettingOverrideInformation.ps1 reads Status Accepted). The lab holds the
+# one override the collection looks for, ECCCertificateSupport (server.py, ecc_support), per server. Not part of
+# the Edge Transport shell.
 @cmdlet("Get-SettingOverride", Param("Identity"), Param("DomainController"))
 def get_setting_override(ctx, args):
     if ctx.server.is_edge:
         raise errors.command_not_found("Get-SettingOverride")
-    return [{"Name": "EnableEcc %s" % server.name, "Identity": "EnableEcc %s" % server.name, "Component": "Global",
-             "Section": "ECC", "Parameters": ["Enabled=true"], "Server": [server.name], "Reason": "ECC certificates"}
+    return [{"Name": "EnableECCCertificateSupport %s" % server.name, "Identity": "EnableECCCertificateSupport %s" % server.name,
+             "ComponentName": "Global", "SectionName": "ECCCertificateSupport", "Parameters": ["Enabled=true"],
+             "Server": [server.name], "Reason": "ECC certificates", "Status": "Accepted"}
             for server in ctx.server.org.servers.values() if server.ecc_support and not server.is_edge]
 
 
@@ -653,6 +656,9 @@ def get_hybridmail_tls_state(ctx, args):
             "Tls12ClientEnabled": tls.tls12_client,
             "Tls12ServerEnabled": tls.tls12_server,
             "StrongCryptoNet4": tls.strong_crypto_net4,
+            # HKLM\SOFTWARE\Microsoft\ExchangeServer\v15\Diagnostics EnableEccCertificateSupport (HealthChecker
+            # Get-ExchangeRegistryValues.ps1): "1" where the lab's ECC support is on, absent elsewhere.
+            "EccCertificateSupport": True if ctx.server.ecc_support else None,
         }
     ]
 

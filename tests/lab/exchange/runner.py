@@ -167,7 +167,7 @@ def execute(server, request, user: str | None = None) -> dict:
             server.count_call(name)
             if spec.exchange and not server.directory_reachable(load):
                 raise errors.ad_unavailable(name, server.org.domain_controller)
-            if name in errors.CERTIFICATE_TASKS and load in ("snapin", "e2010") and not server.session.get(
+            if name in errors.CERTIFICATE_TASKS and load == "snapin" and not server.session.get(
                     "snapin_certificate_tasks", True):
                 raise errors.snapin_certificate_task_error(name)
             if server.fault_fires(name):

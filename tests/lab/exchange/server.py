@@ -34,10 +34,9 @@ VERSIONS = {
     "SE": Version("Version 15.2 (Build 2562.17)", "10.0.20348", "5.1.20348.2849",
                   "Microsoft.Exchange.Management.PowerShell.SnapIn"),
 }
-SESSION_METHODS = ("snapin", "e2010", "remote_exchange")
 # What loading the Exchange cmdlets reports as load_ms, per method (nominal: the lab does not wait).
 # Loading takes seconds (exchange-facts.md, "Loading the Exchange cmdlets"); remote PowerShell is the slowest.
-SESSION_LOAD_MS = {"none": 0, "present": 0, "snapin": 2100, "e2010": 2100, "edge": 2300, "remote_exchange": 6400}
+SESSION_LOAD_MS = {"none": 0, "present": 0, "snapin": 2100, "edge": 2300, "remote_exchange": 6400}
 LANGUAGE_MODES = ("FullLanguage", "ConstrainedLanguage", "RestrictedLanguage", "NoLanguage")
 # UTC offsets of a server's clock, by locale, for the deserialized dates of remote sessions.
 _LOCAL_OFFSETS = {"en": -5, "de": 1, "cs": 1}
@@ -101,11 +100,11 @@ class ExchangeServer:
         self.last_reads: dict = {}  # (cmdlet, parameters) -> objects it last answered, as of now
         self.stale_reads: dict = {}  # (cmdlet, parameters) -> [objects before the change, reads left]
         self.initial_messages = initial_messages
-        # Exchange's ECC certificate support (Microsoft Learn, "Exchange Server support for ECC certificates",
-        # from the April 2024 Hotfix Update): off unless the setting override
-        # New-SettingOverride -Component Global -Section ECC -Parameters @("Enabled=true") applies to the
-        # server (on Edge Transport, which reads no setting overrides, a registry value). Off, an ECC
-        # certificate cannot be enabled (Enable-ExchangeCertificate: KeyAlgorithmUnsupported).
+        # Exchange's ECC certificate support (Microsoft Learn, "Exchange Server support for ECC certificates"; as
+        # CSS-Exchange HealthChecker checks it, Invoke-AnalyzerSecurityOverrides.ps1): the setting override
+        # -Component Global -Section ECCCertificateSupport -Parameters Enabled=true applies to the server and the
+        # registry value EnableEccCertificateSupport is 1. Off, an ECC certificate cannot be enabled
+        # (Enable-ExchangeCertificate: KeyAlgorithmUnsupported). True stands for both.
         self.ecc_support = ecc_support
         self.certificates: dict = {}  # thumbprint -> InstalledCertificate (Cert:\LocalMachine\My)
         self.intermediate_store: dict = {}  # thumbprint -> pki.Issued (Intermediate Certification Authorities)
@@ -286,9 +285,6 @@ class ExchangeServer:
             # Exchange 2013+ and Edge: the snap-in (exShell.psc1 names the same one); a fleet may say that
             # only remote PowerShell works here (session.auto: remote_exchange).
             method = self.session.get("auto", "snapin")
-        if method == "e2010":
-            failure = failure or ("The Windows PowerShell snap-in 'Microsoft.Exchange.Management.PowerShell.E2010' "
-                                  "is not installed on this computer.")
         if method == "remote_exchange" and not self.is_edge and not self.credential_delegation:
             failure = failure or errors.second_hop_session_message(self.fqdn)
         if method == "remote_exchange" and (self.is_edge or not self.session.get("remote_exchange", True)):

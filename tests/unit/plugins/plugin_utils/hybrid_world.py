@@ -141,14 +141,16 @@ class Server:
     hybrid: dict | None = None
     events: list = field(default_factory=list)
     queues: list = field(default_factory=list)
-    tls: dict | None = field(default_factory=lambda: {"Tls12ClientEnabled": True, "Tls12ServerEnabled": True, "StrongCryptoNet4": True})
+    # Get-HybridmailTlsState: EccCertificateSupport is the registry half of ECC support (_model.ecc_support).
+    tls: dict | None = field(default_factory=lambda: {"Tls12ClientEnabled": True, "Tls12ServerEnabled": True, "StrongCryptoNet4": True,
+                                                      "EccCertificateSupport": True})
     failures: dict = field(default_factory=dict)  # call id -> error object
     version: str = "Version 15.2 (Build 2562.17)"  # Get-ExchangeServer AdminDisplayVersion: Exchange Server SE
-    # Get-SettingOverride's answer (what the audit reads once the runner allow-lists it): this world's
-    # certificates have EC keys, so its Exchange has ECC support on (Microsoft Learn, "Exchange Server
-    # support for ECC certificates"); [] = off, None = not read.
+    # Get-SettingOverride's answer: this world's certificates have EC keys, so its Exchange has ECC support on
+    # (_model.ecc_support: CSS-Exchange HealthChecker's override and registry value); [] = off, None = the read failed.
     setting_overrides: list | None = field(default_factory=lambda: [
-        {"Name": "EnableEcc", "Component": "Global", "Section": "ECC", "Parameters": ["Enabled=true"], "Server": []}])
+        {"Name": "EnableECCCertificateSupport", "ComponentName": "Global", "SectionName": "ECCCertificateSupport",
+         "Parameters": ["Enabled=true"], "Server": [], "Status": "Accepted"}])
 
     @property
     def fqdn(self) -> str:
@@ -180,7 +182,10 @@ class Server:
                 ok("queues", copy.deepcopy(self.queues)),
                 ok("tls", [dict(self.tls)] if self.tls is not None else []),
                 ok("events", copy.deepcopy(self.events)),
-            ] + ([ok("setting_overrides", copy.deepcopy(self.setting_overrides))] if self.setting_overrides is not None else []),
+                ok("setting_overrides", copy.deepcopy(self.setting_overrides)) if self.setting_overrides is not None else
+                {"id": "setting_overrides", "ok": False, "error": {"type": "ManagementObjectNotFoundException",
+                                                                 "category": "ReadError", "message": "read failed", "fqid": "X"}},
+            ],
         }
 
     def facts(self, now: datetime.datetime = NOW, min_key_bits: int = 2048) -> dict:

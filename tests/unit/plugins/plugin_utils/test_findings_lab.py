@@ -8,8 +8,7 @@ import os
 
 import pytest
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _facts, _findings, _plan, _runner, _snapshot, _trust
-from tests.lab import wire
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _facts, _findings, _plan, _snapshot, _trust
 from tests.lab.exchange.calls import call, request
 from tests.lab.exchange.fleet import Fleet
 
@@ -87,27 +86,27 @@ def test_the_lab_refuses_an_ecc_certificate_without_the_ecc_override():
             assert "(reason: KeyAlgorithmUnsupported)" in result["error"]["message"], result
 
 
-def test_enforce_does_not_enable_an_ecc_certificate_while_the_ecc_override_is_unknown(lab_store):
-    for name in ("EX01", "EX02"):  # the audit does not read setting overrides (yet): unknown on both
-        server = fleet("ecc").servers[name]
+def test_enforce_does_not_enable_an_ecc_certificate_where_ecc_support_is_off_or_unknown(lab_store):
+    off = fleet("ecc").servers["EX01"]  # no ECCCertificateSupport override applies to EX01
+    unknown = fleet("ecc").servers["EX02"]  # support on, but the audit cannot read the setting overrides
+    unknown.inject_cmdlet_fault("Get-SettingOverride", "Active Directory operation failed on DC01.contoso.com.", times=0)
+    for server, state, words in ((off, False, "no ECCCertificateSupport setting override"), (unknown, None, "unknown")):
         snapshot = snapshot_of(server)
-        assert snapshot.ecc_support is None
+        assert snapshot.ecc_support is state, (server.name, snapshot.ecc_support_reason)
         plan = _plan.plan_smtp_certificate(snapshot, _facts.evaluate(snapshot, lab_store, NOW))
         assert not [s for s in plan.steps if s.target == _ecc(server).thumbprint], plan.steps
         text = " ".join(plan.blockers)
-        assert "KeyAlgorithmUnsupported" in text and "New-SettingOverride" in text and "unknown" in text, text
+        assert "KeyAlgorithmUnsupported" in text and "New-SettingOverride" in text and words in text, text
         hm308 = [f for f in findings_of(server, lab_store) if f.id == "HM308"]
         assert [f.subject for f in hm308] == [_ecc(server).thumbprint] and hm308[0].severity == "warning", hm308
+        assert words in hm308[0].remediation, hm308[0].remediation
 
 
-def test_once_the_runner_reads_setting_overrides_enforce_enables_ecc_where_the_override_is_on(lab_store, monkeypatch):
-    # What the controller does once runner.ps1 allow-lists Get-SettingOverride (the lab answers it already).
-    allowed = _runner.ALLOWED_CMDLETS + (_snapshot.SETTING_OVERRIDES_CMDLET,)
-    monkeypatch.setattr(_runner, "ALLOWED_CMDLETS", allowed)
-    monkeypatch.setattr(wire.contract, "ALLOWED_CMDLETS", allowed)  # the lab's copy of the contract
+def test_enforce_enables_ecc_where_the_override_and_the_registry_value_are_on(lab_store):
     lab = fleet("ecc")
     off, on = snapshot_of(lab.servers["EX01"]), snapshot_of(lab.servers["EX02"])
     assert (off.ecc_support, on.ecc_support) == (False, True)
+    assert on.tls["EccCertificateSupport"] is True and off.tls["EccCertificateSupport"] is None
     refused = _plan.plan_smtp_certificate(off, _facts.evaluate(off, lab_store, NOW))
     assert "not enabled on this server" in " ".join(refused.blockers) and not refused.steps
     planned = _plan.plan_smtp_certificate(on, _facts.evaluate(on, lab_store, NOW))

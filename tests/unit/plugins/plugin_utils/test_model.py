@@ -657,3 +657,41 @@ def test_tls_certificate_name_matches_by_reported_or_parsed_names(hybrid_leaf, e
     assert _model.tls_name_selects(tls_name, exchange_certificate(hybrid_leaf, Subject=None, Issuer=None))
     assert _model.tls_name_selects(tls_name, exchange_certificate(hybrid_leaf, RawData=None))
     assert not _model.tls_name_selects(tls_name._replace(subject="CN=mail.contoso.com"), exchange_certificate(hybrid_leaf))
+
+
+# -------------------------------------------------------------------------------- ECC support
+# CSS-Exchange HealthChecker: Invoke-AnalyzerSecurityOverrides.ps1 (Global/ECCCertificateSupport, Enabled=true,
+# and the registry value EnableEccCertificateSupport = 1), Get-FilteredSettingOverrideInformation.ps1 (Status
+# Accepted, Server empty or naming the server).
+ECC_OVERRIDE = {"Name": "EnableECCCertificateSupport", "ComponentName": "Global", "SectionName": "ECCCertificateSupport",
+                "Parameters": ["Enabled=true"], "Server": [], "Status": "Accepted"}
+
+
+@pytest.mark.parametrize("override, applies", [
+    (ECC_OVERRIDE, True),
+    (dict(ECC_OVERRIDE, Server=["EX01"]), True),
+    (dict(ECC_OVERRIDE, Server="ex01"), True),  # one server, deserialized as a string
+    (dict(ECC_OVERRIDE, Server=["EX02"]), False),
+    (dict(ECC_OVERRIDE, Parameters="Enabled=true"), True),
+    (dict(ECC_OVERRIDE, Parameters=["Enabled=false"]), False),
+    (dict(ECC_OVERRIDE, Status="Rejected"), False),
+    (dict(ECC_OVERRIDE, SectionName="ECC"), False),
+    # New-SettingOverride's parameter names are not Get-SettingOverride's property names
+    ({"Component": "Global", "Section": "ECCCertificateSupport", "Parameters": ["Enabled=true"]}, False),
+])
+def test_ecc_override_applies(override, applies):
+    assert _model.ecc_override_applies([override], "EX01") is applies
+
+
+@pytest.mark.parametrize("overrides, registry, is_edge, state, words", [
+    ([ECC_OVERRIDE], True, False, True, "is enabled"),
+    ([ECC_OVERRIDE], None, False, False, "not fully enabled"),  # HealthChecker: "No longer fully enabled"
+    ([ECC_OVERRIDE], False, False, False, "is not 1"),
+    ([ECC_OVERRIDE], _model.UNREAD, False, None, "could not be read"),
+    ([], True, False, False, "no ECCCertificateSupport setting override"),
+    (None, True, False, None, "could not read the setting overrides"),
+    (None, None, True, None, "Edge Transport"),
+])
+def test_ecc_support(overrides, registry, is_edge, state, words):
+    found, why = _model.ecc_support(overrides, registry, "EX01", is_edge)
+    assert found is state and words in why, why
