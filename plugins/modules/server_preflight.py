@@ -23,7 +23,9 @@ description:
     C(rbac_audit) and C(rbac_enforce) (whether RBAC lets the user run the audit's C(Get-) cmdlets and
     C(Enable-ExchangeCertificate), C(Remove-ExchangeCertificate), C(Set-SendConnector),
     C(Set-ReceiveConnector)), C(application_log) (read access to the Application log),
-    C(tls) (TLS 1.2 and .NET strong crypto registry state) and C(certificate_read) (the certificates
+    C(tls) (TLS 1.2 and .NET strong crypto registry state), C(ecc_support) (Exchange's ECC certificate
+    support, as the audit reads it with C(Get-SettingOverride) and the C(EnableEccCertificateSupport)
+    registry value; a warning when it cannot be read) and C(certificate_read) (the certificates
     the runner returned, with their C(RawData) parsed on the controller).
   - RBAC is read with C(Get-ManagementRole -Cmdlet) per cmdlet and
     C(Get-ManagementRoleAssignment -RoleAssignee <user> -Delegating $false); write scopes are not
@@ -132,7 +134,7 @@ server:
   description:
     - The facts behind the checks - host, PowerShell, language mode, session user, Exchange version and
       role, how the cmdlets were loaded (C(session.load), C(session.load_ms), C(session.elapsed_ms)),
-      RBAC (roles per cmdlet, assigned roles, allowed per cmdlet), TLS state, certificates (count,
+      RBAC (roles per cmdlet, assigned roles, allowed per cmdlet), TLS state, C(ecc_support) (true, false or null), certificates (count,
       parsed, thumbprints), timings.
     - When the round trip failed, only C(error_type) and C(timings).
   returned: always

@@ -49,8 +49,7 @@ RBAC_CMDLETS = AUDIT_CMDLETS + ENFORCE_CMDLETS
 HOST_PROPERTIES = ("ComputerName", "Fqdn", "Domain", "PowerShellVersion", "OSVersion", "Culture",
                    "PSEdition", "LanguageMode", "UserName")
 SERVER_PROPERTIES = ("Name", "Fqdn", "AdminDisplayVersion", "ServerRole", "Edition", "IsEdgeServer")
-TLS_PROPERTIES = ("Tls12ClientEnabled", "Tls12ServerEnabled", "StrongCryptoNet4",
-                  "Tls12ClientDisabledByDefault", "Tls12ServerDisabledByDefault")
+TLS_PROPERTIES = _snapshot.TLS_PROPERTIES + ("Tls12ClientDisabledByDefault", "Tls12ServerDisabledByDefault")
 ASSIGNMENT_PROPERTIES = ("Name", "Role", "RoleAssigneeName", "RoleAssigneeType", "AssignmentMethod", "Enabled")
 # The audit reads other than the two the preflight reads in full: run for real, one property each, so
 # that "audit ready" rests on the cmdlets having run, not only on what RBAC says.
@@ -100,6 +99,7 @@ def calls(rbac_user: str | None) -> list:
         request_calls.append(_snapshot.call(call_id, cmdlet, ("Identity",), **parameters))
     request_calls += [
         _snapshot.call("tls", "Get-HybridmailTlsState", TLS_PROPERTIES),
+        _snapshot.call("setting_overrides", _snapshot.SETTING_OVERRIDES_CMDLET, _snapshot.SETTING_OVERRIDE_PROPERTIES),
         # Any one event proves read access; an empty log answers NoMatchingEventsFound.
         _snapshot.call("application_log", "Get-WinEvent", ("Id", "ProviderName", "TimeCreated"),
                        LogName="Application", MaxEvents=1),
@@ -385,6 +385,22 @@ def _tls_check(results: _Results) -> tuple:
     return Check("tls", OK, described), facts
 
 
+def _ecc_support_check(results: _Results, server) -> tuple:
+    """Exchange's ECC certificate support as the audit reads it (_model.ecc_support): a warning when unknown, since
+    enforcement then enables no ECC certificate; off is only a fact (RSA certificates need no support)."""
+    if server is None:
+        return Check("ecc_support", WARNING, "not known: Get-ExchangeServer did not answer"), None
+    overrides = results.objects("setting_overrides")
+    error = results.error("setting_overrides") if overrides is None else None
+    tls = results.objects("tls")
+    state, why = _model.ecc_support(overrides, (tls[0] or {}).get("EccCertificateSupport") if tls else _model.UNREAD,
+                                    server.name, server.is_edge)
+    if state is None and not server.is_edge:
+        detail = "%s%s" % (why, ": Get-SettingOverride: %s" % _error_text(error) if error else "")
+        return Check("ecc_support", WARNING, detail + "; enforcement enables no certificate with an ECC key here"), state
+    return Check("ecc_support", OK, why), state
+
+
 def _certificate_check(results: _Results) -> tuple:
     objects = results.objects("certificates")
     if objects is None:
@@ -423,10 +439,11 @@ def evaluate(response: dict, rbac_user: str | None, today: datetime.date, requir
     rbac_enforce = _rbac_check("rbac_enforce", ENFORCE_CMDLETS, rbac, "enforce" in required_for)
     tls, tls_facts = _tls_check(results)
     certificates, certificate_facts = _certificate_check(results)
+    ecc, ecc_state = _ecc_support_check(results, server)
     checks += [powershell, language, user_check] + exchange_checks + [
-        loading, second_hop, audit_reads, rbac_audit, rbac_enforce, _application_log_check(results), tls, certificates]
+        loading, second_hop, audit_reads, rbac_audit, rbac_enforce, _application_log_check(results), tls, ecc, certificates]
 
-    essential = [c for c in checks if c.name not in ("rbac_audit", "rbac_enforce", "application_log", "tls")]
+    essential = [c for c in checks if c.name not in ("rbac_audit", "rbac_enforce", "application_log", "tls", "ecc_support")]
     audit_ready = all(c.status != FAILED for c in essential) and rbac_audit.status != FAILED
     enforce_ready = audit_ready and (rbac_enforce.status == OK or (rbac["not_used"] and rbac_enforce.status == WARNING))
     return {
@@ -446,6 +463,7 @@ def evaluate(response: dict, rbac_user: str | None, today: datetime.date, requir
             "audit_read_failures": audit_failures,
             "rbac": {key: rbac[key] for key in ("user", "allowed", "roles", "assigned_roles", "not_used", "problem")},
             "tls": tls_facts,
+            "ecc_support": ecc_state,
             "certificates": certificate_facts,
         },
     }

@@ -60,6 +60,7 @@ def call(call_id: str, cmdlet: str, properties=(), expect=None, **parameters) ->
 # Exchange's ECC support (_model.ecc_support): the setting overrides, and a registry value Get-HybridmailTlsState reads.
 SETTING_OVERRIDES_CMDLET = "Get-SettingOverride"
 TLS_PROPERTIES = ("Tls12ClientEnabled", "Tls12ServerEnabled", "StrongCryptoNet4", "EccCertificateSupport")
+SETTING_OVERRIDE_PROPERTIES = ("Name", "ComponentName", "SectionName", "Parameters", "Server", "Status")
 
 
 def audit_calls(event_lookback_days: int = 7, max_events: int = 50) -> list:
@@ -78,7 +79,7 @@ def audit_calls(event_lookback_days: int = 7, max_events: int = 50) -> list:
         call("queues", "Get-Queue", ("Identity", "DeliveryType", "NextHopDomain", "NextHopConnector", "Status", "MessageCount",
                                      "LastError", "LastRetryTime", "NextRetryTime"), Server=COMPUTERNAME),
         call("tls", "Get-HybridmailTlsState", TLS_PROPERTIES),
-        call("setting_overrides", SETTING_OVERRIDES_CMDLET, ("Name", "ComponentName", "SectionName", "Parameters", "Server", "Status")),
+        call("setting_overrides", SETTING_OVERRIDES_CMDLET, SETTING_OVERRIDE_PROPERTIES),
     ]
     if event_lookback_days > 0:
         calls.append(call(

@@ -55,7 +55,7 @@ def with_error(response, call_id, error):
 
 
 CHECKS = ["runner", "powershell", "language_mode", "session_user", "exchange_version", "exchange_role", "cmdlet_loading", "second_hop",
-          "audit_reads", "rbac_audit", "rbac_enforce", "application_log", "tls", "certificate_read"]
+          "audit_reads", "rbac_audit", "rbac_enforce", "application_log", "tls", "ecc_support", "certificate_read"]
 
 
 def test_the_request_is_one_read_only_request_of_allowed_cmdlets():
@@ -197,6 +197,17 @@ def test_tls_off_is_a_warning(answers):
     tls["objects"][0]["Tls12ClientEnabled"] = False
     result = _preflight.evaluate(response, USER, TODAY)
     assert statuses(result)["tls"] == "warning" and "Tls12ClientEnabled" in details(result)["tls"]
+
+
+def test_ecc_support_unreadable_is_a_warning_that_keeps_the_server_ready(answers):
+    assert statuses(_preflight.evaluate(answers["EX01"], USER, TODAY))["ecc_support"] == "ok"
+    failed = with_error(answers["EX01"], "setting_overrides", {
+        "type": "ADOperationException", "category": "ReadError", "message": "Active Directory operation failed on DC01.",
+        "fqid": "X,Microsoft.Exchange.Management.SystemConfigurationTasks.GetSettingOverride"})
+    result = _preflight.evaluate(failed, USER, TODAY)
+    assert statuses(result)["ecc_support"] == "warning" and "Active Directory operation failed" in details(result)["ecc_support"]
+    assert "no certificate with an ECC key" in details(result)["ecc_support"] and result["facts"]["ecc_support"] is None
+    assert result["ready_for"]["audit"] is True
 
 
 def test_unparsable_raw_data_fails_the_certificate_read(answers):
