@@ -161,4 +161,3 @@ class ActionModule(ActionBase):
         if stop:
             result.update(failed=True, msg=stop)
         return result
-

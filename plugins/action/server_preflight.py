@@ -17,7 +17,7 @@ import time
 from ansible.plugins.action import ActionBase
 from ansible.release import __version__ as ansible_version
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _preflight, _runner, _text, _transport
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _preflight, _text, _transport
 
 ARGUMENT_SPEC = dict(
     rbac_user=dict(type="str"),
@@ -25,7 +25,7 @@ ARGUMENT_SPEC = dict(
     fail_on_warning=dict(type="bool", default=False),
     diagnostics_dir=dict(type="path"),
     report_dir=dict(type="path"),
-    exchange_session=dict(type="str", default="auto", choices=list(_runner.SESSION_LOADS)),
+    exchange_session=dict(type="str", default="auto", choices=list(_args.SESSION_CHOICES)),
 )
 
 

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import re
 
-from . import _compliance, _findings, _model, _runner, _trust
+from . import _compliance, _findings, _model, _trust
+
+# The exchange_session choices: the runner's loads, and e2010, accepted only to be refused with its reason
+# (check_session) rather than with "must be one of".
+SESSION_CHOICES = ("auto", "none", "snapin", "e2010", "remote_exchange")
 
 COMMON_SPEC = dict(
     trust_bundle=dict(type="path"),
     min_key_size=dict(type="int", default=2048),
-    exchange_session=dict(type="str", default="auto", choices=list(_runner.SESSION_LOADS)),
+    exchange_session=dict(type="str", default="auto", choices=list(SESSION_CHOICES)),
 )
 # Options of the enforcement modules (doc fragment enforce).
 ENFORCE_SPEC = dict(COMMON_SPEC, event_lookback_days=dict(type="int", default=0))

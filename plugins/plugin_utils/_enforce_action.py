@@ -93,8 +93,8 @@ def verify_again(connection, enforcer: _enforce.Enforcer, planned: _enforce.Plan
     if again:
         facts["notes"] = list(facts["notes"]) + [
             "the re-read right after the changes did not show them (a domain controller that had not replicated them yet?); "
-            "read again %d time(s) within %d s: %s" % (again, sum(_enforce.VERIFY_RETRY_WAITS[:again]),
-                                                     "verified" if failure is None else "still not the desired state")]
+            "read again %d time(s) within %d s: %s" % (
+                again, sum(_enforce.VERIFY_RETRY_WAITS[:again]), "verified" if failure is None else "still not the desired state")]
     return facts, failure
 
 

@@ -279,8 +279,8 @@ def _second_hop_check(results: _Results, runner: dict, is_edge: bool, user) -> C
         entry = results.entry(call_id)
         error = results.error(call_id) if entry is not None else None
         if error and _runner.second_hop_advice(error.get("message")):
-            return Check("second_hop", FAILED, "%s: %s; %s" % (entry.get("cmdlet") or call_id, _error_text(error),
-                                                                _runner.SECOND_HOP_ADVICE))
+            return Check("second_hop", FAILED, "%s: %s; %s" % (
+                entry.get("cmdlet") or call_id, _error_text(error), _runner.SECOND_HOP_ADVICE))
     if is_edge:
         return Check("second_hop", OK, "Edge Transport: local accounts and the local AD LDS instance, no second hop")
     if results.objects("server") is None:

@@ -147,8 +147,8 @@ class ServerSnapshot:
                 message += ". " + MISSING_PERMISSION
             if required:
                 advice = _runner.second_hop_advice(message)
-                raise SnapshotError("%s: %s (%s) failed: %s%s" % (host, cmdlets[call_id], call_id, message,
-                                                               ". Probably " + advice if advice else ""))
+                raise SnapshotError("%s: %s (%s) failed: %s%s" % (
+                    host, cmdlets[call_id], call_id, message, ". Probably " + advice if advice else ""))
             failures.append(CallFailure(call_id, cmdlets[call_id], message))
             return []
 

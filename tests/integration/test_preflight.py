@@ -23,7 +23,7 @@ from tests.lab.testing import REPO_ROOT, running_lab
 FLEET = os.path.join(REPO_ROOT, "tests", "lab", "fleets", "preflight.yml")
 PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "preflight.yml")
 CHECKS = ["runner", "powershell", "language_mode", "session_user", "exchange_version", "exchange_role", "cmdlet_loading", "second_hop",
-          "audit_reads", "rbac_audit", "rbac_enforce", "application_log", "tls", "certificate_read"]
+          "audit_reads", "rbac_audit", "rbac_enforce", "application_log", "tls", "ecc_support", "certificate_read"]
 HOSTS = ["ex01", "ex02", "ex03", "edge01", "ex13"]
 _ERROR = re.compile(r"^\[ERROR\]: Task failed: Action failed: (?P<message>.*)$")
 _FATAL = re.compile(r"^fatal: \[(?P<host>[^\]]+)\]: FAILED! => (?P<result>\{.*\})$")

@@ -183,8 +183,8 @@ class Server:
                 ok("tls", [dict(self.tls)] if self.tls is not None else []),
                 ok("events", copy.deepcopy(self.events)),
                 ok("setting_overrides", copy.deepcopy(self.setting_overrides)) if self.setting_overrides is not None else
-                {"id": "setting_overrides", "ok": False, "error": {"type": "ManagementObjectNotFoundException",
-                                                                 "category": "ReadError", "message": "read failed", "fqid": "X"}},
+                {"id": "setting_overrides", "ok": False, "error": {
+                    "type": "ManagementObjectNotFoundException", "category": "ReadError", "message": "read failed", "fqid": "X"}},
             ],
         }
 

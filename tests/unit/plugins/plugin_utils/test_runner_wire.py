@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _runner
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _args, _runner
 from tests.lab import wire
 
 REQUEST = {
@@ -144,3 +144,9 @@ def test_allow_list_and_mutations():
     for name in ("Import-ExchangeCertificate", "Set-HybridConfiguration", "Get-ManagementRoleAssignment", "Get-ManagementRole"):
         assert name in _runner.EXCHANGE_CMDLETS
     assert _runner.is_mutation("get-ExchangeCertificate")  # case matters: the runner refuses it too
+
+
+def test_the_session_option_offers_the_runner_loads_and_e2010_only_to_refuse_it():
+    assert set(_args.SESSION_CHOICES) == set(_runner.SESSION_LOADS) | {"e2010"} and "e2010" not in _runner.SESSION_LOADS
+    with pytest.raises(_args.OptionError, match="Exchange 2010"):
+        _args.check_session({"exchange_session": "e2010"})
