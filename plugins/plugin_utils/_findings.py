@@ -848,13 +848,21 @@ def _check_events(server: ServerFacts, findings_so_far: Sequence[Finding]) -> li
         "causes_found": causes,
         "queue_failing": stuck and tls_error,
     }
-    if ongoing:
+    if ongoing and causes:
         return [_finding(
-            "HM401", CRITICAL,
-            "%d Event 2004 (454 4.7.0 UntrustedRoot) since %s; the cause is still present" % (len(events), evidence["oldest"]), "server",
-            evidence,
-            "Exchange Online refused the certificate transport presented. Fix the findings listed in causes_found (KB 2888788), "
-            "then confirm that no new Event 2004 appears and the queue drains. See %s" % KB_2888788)]
+            "HM401", CRITICAL, "%d Event 2004 (454 4.7.0 UntrustedRoot) since %s; its cause is still present (%s)"
+            % (len(events), evidence["oldest"], ", ".join(causes)), "server", evidence,
+            "Exchange Online refused the certificate transport presented. Fix the findings listed in causes_found (%s; "
+            "KB 2888788), then confirm that no new Event 2004 appears and the queue drains. See %s" % (", ".join(causes), KB_2888788))]
+    if ongoing:
+        # The text says what the evidence holds: no certificate finding explains it, the queue's TLS error does.
+        return [_finding(
+            "HM401", CRITICAL, "%d Event 2004 (454 4.7.0 UntrustedRoot) since %s; the queue to Exchange Online still fails with "
+            "a TLS error, though the audit finds no certificate cause" % (len(events), evidence["oldest"]), "server", evidence,
+            "Exchange Online still refuses what transport presents, and no finding of this audit explains it (causes_found is "
+            "empty). Look at the certificate the send connector protocol log shows (Set-SendConnector -ProtocolLoggingLevel "
+            "Verbose) and at the queue's LastError; a certificate outside the trust bundle's view or a TLS inspection device "
+            "in the path can cause it. See %s" % KB_2888788)]
     return [_finding(
         "HM401", INFO,
         "%d Event 2004 (454 4.7.0 UntrustedRoot) between %s and %s; no cause remains and the queue is not failing"

@@ -392,6 +392,7 @@ def test_localized_event_2004_is_recognised(locale):
     finding = only(findings_of(server), "HM401")
     assert finding.severity == "critical" and finding.evidence["sample_message"] == texts[locale]
     assert "HM101" in finding.evidence["causes_found"]
+    assert "its cause is still present (%s)" % ", ".join(finding.evidence["causes_found"]) in finding.title, finding.title
 
 
 def test_event_2004_without_the_tls_reply_is_not_reported():
@@ -404,7 +405,11 @@ def test_event_2004_is_critical_while_the_queue_fails_with_a_tls_error_even_with
     server = s_events_only()
     server.queues = [world.cloud_queue(Status="Retry", MessageCount=4, LastError="454 4.7.0 ... UntrustedRoot")]
     found = findings_of(server)
-    assert only(found, "HM401").severity == "critical" and only(found, "HM401").evidence["queue_failing"]
+    finding = only(found, "HM401")
+    assert finding.severity == "critical" and finding.evidence["queue_failing"] and finding.evidence["causes_found"] == []
+    # The text agrees with the evidence (issue 14.4): no "cause still present", no "fix causes_found" when it is empty.
+    assert "no certificate cause" in finding.title and "cause is still present" not in finding.title, finding.title
+    assert "causes_found is empty" in finding.remediation, finding.remediation
 
 
 def test_no_trusted_certificate_for_the_fqdn():
