@@ -12,6 +12,7 @@ every no_log value is removed.
 from __future__ import annotations
 
 import datetime
+import time
 
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.parameters import remove_values
@@ -209,19 +210,42 @@ class ActionModule(ActionBase):
         except _snapshot.SnapshotError as exc:
             failures.append("%s: the re-read after the changes failed, so they are not verified: %s" % (host, exc))
             return dict(result, changed=any(s["status"] == _enforce.APPLIED for s in steps), failed=True, msg=" ".join(failures))
-        diff = {"before": _rollout.bindings(before, watched), "after": _rollout.bindings(after, watched)}
         applied = any(s["status"] == _enforce.APPLIED for s in steps)
+        if not failures:
+            all_applied = all(s["status"] == _enforce.APPLIED for s in steps)
+            after, problems, again = self._verify_again(after, rollout, options, pfx, host, reads, session, all_applied)
+            failures += problems
+            if again:
+                result["notes"] = list(result.get("notes") or ()) + [_enforce.lagging_read_note(again, not problems)]
+        diff = {"before": _rollout.bindings(before, watched), "after": _rollout.bindings(after, watched)}
         result.update(changed=applied and diff["before"] != diff["after"], internal_transport_certificate=after.internal_transport_thumbprint)
         if self._task.diff:
             result["diff"] = diff
-        if not failures:
-            failures += self._verify(after, rollout, options, pfx, host)
         if options.state == _rollout.PRESENT:
             result["chain"] = _rollout.chain_finding(after, pfx.thumbprint, store, now, options.names, min_key_bits)
             self._warn_chain(result["chain"], host)
         if failures:
             result.update(failed=True, msg=" ".join(failures))
         return result
+
+    def _verify_again(self, after, rollout, options, pfx, host: str, reads, session: str, all_applied: bool, sleep=time.sleep) -> tuple:
+        """(after, problems, reads repeated): as _enforce_action.verify_again, a re-read that disagrees although every
+        step applied may lag the change (New-ExchangeAuthCertificate.ps1 waits 10 s for a domain controller): the reads
+        are repeated, read-only, after each of _enforce.VERIFY_RETRY_WAITS, only while they disagree."""
+        problems = self._verify(after, rollout, options, pfx, host)
+        again = 0
+        for wait in _enforce.VERIFY_RETRY_WAITS if all_applied and rollout.plan.steps else ():
+            if not problems:
+                break
+            sleep(wait)
+            try:
+                response = _transport.run_request(self._connection, _snapshot.request(reads, read_only=True, session_load=session), host)
+                after = _snapshot.ServerSnapshot.from_response(response, host, reads)
+            except (_transport.RunnerError, _snapshot.SnapshotError) as exc:
+                return after, problems + ["%s: verifying again failed: %s" % (host, exc)], again
+            again += 1
+            problems = self._verify(after, rollout, options, pfx, host)
+        return after, problems, again
 
     def _warn_chain(self, chain: dict, host: str) -> None:
         if chain.get("problem"):

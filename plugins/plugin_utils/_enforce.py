@@ -64,6 +64,13 @@ def mutation_session(host: str, session_load: str, cmdlets, is_edge: bool) -> tu
 VERIFY_RETRY_WAITS = (3.0, 7.0)
 
 
+def lagging_read_note(again: int, verified: bool) -> str:
+    """The note of a verification read again `again` times (VERIFY_RETRY_WAITS)."""
+    outcome = "verified" if verified else "still not the desired state"
+    return ("the re-read right after the changes did not show them (a domain controller that had not replicated them yet?); "
+            "read again %d time(s) within %d s: %s" % (again, sum(VERIFY_RETRY_WAITS[:again]), outcome))
+
+
 @dataclass(frozen=True)
 class Planned:
     """The audit and what was planned from it."""

@@ -91,10 +91,7 @@ def verify_again(connection, enforcer: _enforce.Enforcer, planned: _enforce.Plan
         response = _enforce.with_reads(response, reads)
         facts, failure = enforcer.report(planned, response, sent_at)
     if again:
-        facts["notes"] = list(facts["notes"]) + [
-            "the re-read right after the changes did not show them (a domain controller that had not replicated them yet?); "
-            "read again %d time(s) within %d s: %s" % (
-                again, sum(_enforce.VERIFY_RETRY_WAITS[:again]), "verified" if failure is None else "still not the desired state")]
+        facts["notes"] = list(facts["notes"]) + [_enforce.lagging_read_note(again, failure is None)]
     return facts, failure
 
 
