@@ -61,7 +61,8 @@ class ActionModule(_enforce_action.EnforceAction):
         duration = time.monotonic() - started
         blockers = ()
         if args["mode"] == "enforce" and outcome.get("blocked") and outcome.get("failed"):
-            # The interlock refused the plan whole and nothing was sent: the server needs what enforcement
+            # The interlock refused the plan whole (nothing was sent), or the round trip stopped before pinning a
+            # shared send connector another source server cannot present: the server needs what enforcement
             # cannot do (cannot_fix below), which is no failure of the rollout.
             prefix = "%s: " % host
             blockers = [text[len(prefix):] if text.startswith(prefix) else text for text in outcome["blocked"]]

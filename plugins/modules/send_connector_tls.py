@@ -173,8 +173,11 @@ notes:
   type: list
   elements: str
 blocked:
-  description: The interlock's reasons for refusing the plan whole (the task fails with them; nothing was sent).
-  returned: when the plan was refused
+  description:
+    - The interlock's reasons for refusing the plan whole (the task fails with them; nothing was sent).
+    - Or why the mutating round trip stopped before pinning a shared send connector, because another of its source
+      servers does not hold the certificate; the steps before that one stay applied (RV(steps)).
+  returned: when the plan was refused, or stopped at a shared send connector
   type: list
   elements: str
 """

@@ -124,3 +124,23 @@ def test_a_pin_of_the_organisations_send_connector_says_it_changes_the_servers_o
     assert "also changes EX02, EX03 (organisation-wide send connector)" in run.summary
     properties = {p.get("name"): p.get("value") for p in run.junit_suite("ex01").iter("property")}
     assert properties["also_changes"] == "EX02, EX03"
+
+
+def test_a_host_stopped_before_a_shared_pin_another_source_server_cannot_present_is_cannot_fix(tmp_path):
+    # tests/lab/fleets/mixed.yml, EX07: the organisation's send connector names a certificate renewed away; EX07's
+    # renewal is on EX07 only, so pinning the shared connector to it would break the other source servers. The
+    # mutating round trip re-pins EX07's own receive connector, then its guard stops before the shared pin
+    # (_enforce.batch). Enforcement cannot do what is left (import the PFX on the other servers): not a failed host.
+    with running_lab(os.path.join(REPO_ROOT, "tests", "lab", "fleets", "mixed.yml"), tmp_path=tmp_path) as lab:
+        run = run_role(lab.inventory, "enforce", tmp_path / "reports", "--limit", "ex07")
+        servers = lab.status()["servers"]
+    # Its audit/enforce task is not failed (only the report task, which runs on the one host of this run, fails the run).
+    assert "changed: [ex07]" in run.output and "fatal: [ex07]:" not in run.output, run.output
+    assert run.report["totals"]["failed"] == 0 and run.report["result"] == "not_compliant", run.report["totals"]
+    assert [m["cmdlet"] for m in servers["EX07"]["mutations"]] == ["Set-ReceiveConnector"], servers["EX07"]["mutations"]
+    assert all(not servers[name]["mutations"] for name in servers if name != "EX07")
+    entry = run.host("ex07")
+    assert (entry["status"], entry["compliant"], entry["changed"]) == ("ok", False, True), entry
+    assert any("also sends through send connector 'Outbound to Office 365' but does not hold certificate" in line
+               for line in entry["cannot_fix"]), entry["cannot_fix"]
+    assert run.rc == 2 and "not compliant and enforcement cannot fix them: ex07" in run.output, run.output

@@ -136,6 +136,7 @@ def test_a_shared_send_connector_is_not_pinned_to_a_certificate_another_source_s
     facts, failure = engine.report(planned, target.handle_request(engine.enforcement_request(planned)))
     assert failure.startswith("EX01: EX02 also sends through send connector '%s' but does not hold certificate" % SEND_CONNECTOR)
     assert facts["changed"] is False and mutations(fleet, "EX01") == []
+    assert facts["blocked"] == [failure]  # what enforcement cannot do: the role reports it as cannot_fix
     assert fleet.servers["EX02"].status()["mail_flow"]["delivered"] is True
 
 
