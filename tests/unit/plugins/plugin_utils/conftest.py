@@ -5,6 +5,8 @@ accepts no date before 1950 and writes no malformed certificate, but Exchange se
 certificates, so the tests edit and re-sign a built certificate's TBSCertificate by hand.
 
 exchange_certificate: a _model.Certificate from a Get-ExchangeCertificate object as the runner sends it.
+
+lab_store: the trust store of the lab's Exchange Online (the roots and intermediates of its fleets).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import os
 import types
 
 import pytest
@@ -19,8 +22,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _model
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _model, _trust
 from tests.lab import pki
+from tests.lab.exchange.fleet import Fleet
 
 # DER of AlgorithmIdentifier {<alg>WithRSAEncryption, NULL}.
 _RSA_SIGNATURE_ALGORITHMS = {
@@ -119,3 +123,11 @@ def exchange_certificate(issued_or_der, **overrides) -> _model.Certificate:
 @pytest.fixture(scope="session", name="exchange_certificate")
 def exchange_certificate_fixture():
     return exchange_certificate
+
+
+@pytest.fixture(scope="module")
+def lab_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bundle") / "bundle.pem"
+    healthy = os.path.join(os.path.dirname(__file__), "..", "..", "..", "lab", "fleets", "healthy.yml")
+    path.write_bytes(Fleet.load(healthy).trust_bundle_pem())
+    return _trust.load_trust_bundle(str(path))

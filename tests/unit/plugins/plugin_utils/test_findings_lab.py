@@ -3,28 +3,9 @@ for issue 12's items 6-8; the integration tests run the same fleets through WinR
 
 from __future__ import annotations
 
-import datetime
-import os
-
-import pytest
-
 from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _facts, _findings, _plan, _snapshot, _trust
 from tests.lab.exchange.calls import call, request
-from tests.lab.exchange.fleet import Fleet
-
-FLEETS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "lab", "fleets")
-NOW = datetime.datetime.now(datetime.timezone.utc)
-
-
-def fleet(name: str) -> Fleet:
-    return Fleet.load(os.path.join(FLEETS, name + ".yml"))
-
-
-@pytest.fixture(scope="module")
-def lab_store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bundle") / "bundle.pem"
-    path.write_bytes(fleet("healthy").trust_bundle_pem())
-    return _trust.load_trust_bundle(str(path))
+from tests.unit.plugins.plugin_utils.test_snapshot_facts import NOW, fleet
 
 
 def snapshot_of(server):

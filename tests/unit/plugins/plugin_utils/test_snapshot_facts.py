@@ -23,13 +23,6 @@ def fleet(name: str) -> Fleet:
     return Fleet.load(os.path.join(FLEETS, name + ".yml"))
 
 
-@pytest.fixture(scope="module")
-def lab_store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bundle") / "bundle.pem"
-    path.write_bytes(fleet("healthy").trust_bundle_pem())
-    return _trust.load_trust_bundle(str(path))
-
-
 def audit(server, lookback_days=7):
     calls = _snapshot.audit_calls(lookback_days)
     response = server.handle_request(_snapshot.request(calls, read_only=True))
