@@ -274,7 +274,7 @@ def batch(host: str, plan: _plan.Plan, audit_response: Mapping) -> list:
     for number, step in enumerate(plan.steps, start=1):
         for other, server in enumerate(step.shared_with, start=1):
             calls.append((
-                _snapshot.call("%sstep%d_source%d" % (GUARD_PREFIX, number, other), "Get-ExchangeCertificate",
+                _snapshot.call(shared_source_guard_id(number, other), "Get-ExchangeCertificate",
                                expect=[{"Thumbprint": step.certificate, "HasPrivateKey": True}],
                                Server=server, Thumbprint=step.certificate),
                 "%s: %s also sends through send connector '%s' but does not hold certificate %s with its private key: "
@@ -315,7 +315,12 @@ def with_reads(response: Mapping, reads_response: Mapping) -> dict:
     return dict(response, calls=[fresh.get(entry.get("id"), entry) for entry in response.get("calls") or ()])
 
 
-SHARED_SOURCE_GUARD = re.compile(r"\A%sstep\d+_source\d+\Z" % GUARD_PREFIX)
+def shared_source_guard_id(step_number: int, source_number: int) -> str:
+    """The id of the guard, right before pinning a shared send connector (step), that a source server holds the certificate."""
+    return "%sstep%d_source%d" % (GUARD_PREFIX, step_number, source_number)
+
+
+SHARED_SOURCE_GUARD = re.compile(r"\A%sstep\d+_source\d+\Z" % GUARD_PREFIX)  # shared_source_guard_id's ids
 
 
 def is_shared_source_guard(call_id: str) -> bool:

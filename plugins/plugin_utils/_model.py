@@ -147,9 +147,6 @@ ECC_OVERRIDE_SECTION = "ECCCertificateSupport"
 ECC_REGISTRY_VALUE = r"HKLM\SOFTWARE\Microsoft\ExchangeServer\v15\Diagnostics\EnableEccCertificateSupport"
 
 
-UNREAD = object()  # a value the audit could not read (as opposed to one it read as absent)
-
-
 def ecc_override_applies(setting_overrides, server_name) -> bool:
     """Whether a Get-SettingOverride object turns ECC support on for this server: Global/ECCCertificateSupport,
     Enabled=true, Server empty or naming it, Status Accepted when the object says (HealthChecker's filter)."""
@@ -171,10 +168,10 @@ def ecc_override_applies(setting_overrides, server_name) -> bool:
     return False
 
 
-def ecc_support(setting_overrides, registry_enabled, server_name, is_edge: bool) -> tuple:
+def ecc_support(setting_overrides, tls_state, server_name, is_edge: bool) -> tuple:
     """(True | False | None, why) for Exchange's ECC certificate support on this server. setting_overrides:
-    Get-SettingOverride objects, None when not read; registry_enabled: the EnableEccCertificateSupport value as
-    runner.ps1's Get-HybridmailTlsState reads it (True, False, None when absent), or UNREAD."""
+    Get-SettingOverride objects, None when not read; tls_state: runner.ps1's Get-HybridmailTlsState object, whose
+    EccCertificateSupport is the registry value (True, False, None when absent), None when not read."""
     if is_edge:
         return None, ("whether Exchange's ECC certificate support is enabled on this Edge Transport server is unknown "
                       "(Edge has no setting overrides; the audit does not judge Edge)")
@@ -184,10 +181,10 @@ def ecc_support(setting_overrides, registry_enabled, server_name, is_edge: bool)
     if not ecc_override_applies(setting_overrides, server_name):
         return False, ("Exchange's ECC certificate support is not enabled on this server (no %s setting override with "
                        "Enabled=true applies to it)" % ECC_OVERRIDE_SECTION)
-    if registry_enabled is UNREAD:
+    if not isinstance(tls_state, Mapping):
         return None, ("whether Exchange's ECC certificate support is fully enabled on this server is unknown (the %s "
                       "setting override applies; the registry value %s could not be read)" % (ECC_OVERRIDE_SECTION, ECC_REGISTRY_VALUE))
-    if registry_enabled is not True:
+    if tls_state.get("EccCertificateSupport") is not True:
         return False, ("Exchange's ECC certificate support is not fully enabled on this server (the %s setting override "
                        "applies, but the registry value %s is not 1, which builds from the November 2024 SU need)"
                        % (ECC_OVERRIDE_SECTION, ECC_REGISTRY_VALUE))

@@ -63,9 +63,6 @@ PROBES = {
 
 LANGUAGE_MODE_ERROR = "LanguageMode"  # RequestFailed.error_type of a host in ConstrainedLanguage mode
 
-END_OF_SUPPORT = _model.END_OF_SUPPORT
-exchange_product = _model.exchange_product
-
 KNOWN_LOADS = ("present", "snapin", "edge", "remote_exchange")
 
 REDACTED = "********"
@@ -231,14 +228,14 @@ def _exchange_checks(results: _Results, today: datetime.date) -> tuple:
         failed = Check("exchange_version", FAILED, "Get-ExchangeServer: %s" % detail)
         return [failed, Check("exchange_role", FAILED, "unknown: Get-ExchangeServer did not answer")], {}, None
     server = _model.ExchangeServer.from_object(objects[0])
-    product, build = exchange_product(server.version)
+    product, build = _model.exchange_product(server.version)
     facts = {"name": server.name, "fqdn": server.fqdn, "admin_display_version": server.version, "product": product,
              "build": build, "edition": server.edition, "roles": sorted(server.roles), "is_edge": server.is_edge}
     checks = []
     if product is None:
         checks.append(Check("exchange_version", WARNING, "unrecognised AdminDisplayVersion %r" % server.version))
     else:
-        end = END_OF_SUPPORT.get(product)
+        end = _model.END_OF_SUPPORT.get(product)
         facts["end_of_support"] = end.isoformat() if end else None
         facts["supported"] = bool(end and today <= end)
         if product in ("Exchange Server 2007", "Exchange Server 2010"):
@@ -393,8 +390,7 @@ def _ecc_support_check(results: _Results, server) -> tuple:
     overrides = results.objects("setting_overrides")
     error = results.error("setting_overrides") if overrides is None else None
     tls = results.objects("tls")
-    state, why = _model.ecc_support(overrides, (tls[0] or {}).get("EccCertificateSupport") if tls else _model.UNREAD,
-                                    server.name, server.is_edge)
+    state, why = _model.ecc_support(overrides, tls[0] if tls else None, server.name, server.is_edge)
     if state is None and not server.is_edge:
         detail = "%s%s" % (why, ": Get-SettingOverride: %s" % _error_text(error) if error else "")
         return Check("ecc_support", WARNING, detail + "; enforcement enables no certificate with an ECC key here"), state

@@ -171,7 +171,7 @@ class ServerSnapshot:
         overrides = objects("setting_overrides", required=False, absent_fqids=(COMMAND_NOT_FOUND,) if server.is_edge else ())
         ecc_support, ecc_support_reason = _model.ecc_support(
             None if any(f.call_id == "setting_overrides" for f in failures) else overrides,
-            (tls_objects[0] or {}).get("EccCertificateSupport") if tls_objects else _model.UNREAD, server.name, server.is_edge)
+            tls_objects[0] if tls_objects else None, server.name, server.is_edge)
         first_host = host_objects[0] if host_objects else {}
         return cls(
             host=host,

@@ -687,11 +687,13 @@ def test_ecc_override_applies(override, applies):
     ([ECC_OVERRIDE], True, False, True, "is enabled"),
     ([ECC_OVERRIDE], None, False, False, "not fully enabled"),  # HealthChecker: "No longer fully enabled"
     ([ECC_OVERRIDE], False, False, False, "is not 1"),
-    ([ECC_OVERRIDE], _model.UNREAD, False, None, "could not be read"),
+    ([ECC_OVERRIDE], "unread", False, None, "could not be read"),
     ([], True, False, False, "no ECCCertificateSupport setting override"),
     (None, True, False, None, "could not read the setting overrides"),
     (None, None, True, None, "Edge Transport"),
 ])
 def test_ecc_support(overrides, registry, is_edge, state, words):
-    found, why = _model.ecc_support(overrides, registry, "EX01", is_edge)
+    # registry: the EnableEccCertificateSupport value of Get-HybridmailTlsState's object; "unread": no object.
+    tls_state = None if registry == "unread" else {"Tls12ClientEnabled": True, "EccCertificateSupport": registry}
+    found, why = _model.ecc_support(overrides, tls_state, "EX01", is_edge)
     assert found is state and words in why, why

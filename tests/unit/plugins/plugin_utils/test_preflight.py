@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _preflight, _runner, _snapshot
+from ansible_collections.hybridmail.exchange.plugins.plugin_utils import _model, _preflight, _runner, _snapshot
 from tests.lab.exchange.fleet import Fleet
 
 FLEETS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "lab", "fleets")
@@ -128,7 +128,7 @@ def test_exchange_2013_is_flagged_out_of_support(answers):
     ("something else", None),
 ])
 def test_admin_display_version_names_the_product(version, product):
-    assert _preflight.exchange_product(version)[0] == product
+    assert _model.exchange_product(version)[0] == product
 
 
 def test_version_support_follows_the_date(answers):
