@@ -13,7 +13,9 @@ and the latency floor ceil(N / forks) x round trips x latency.
   audit   playbooks/hybrid_readiness.yml         the whole audit playbook (role, findings, reports)
   remediate playbooks/remediate.yml              enforce in batches (canary, 25 %, the rest); it changes the
                                                  lab, so it runs last; its latency floor ignores the batches
-Lines for people first; the last line is one JSON object with every figure.
+Lines for people first; the last line is one JSON object with every figure. --rounds N runs the kinds N
+times, interleaved, and prints each figure's median (a ratio's median is that of the rounds' own ratios)
+with the ratios' ranges: on a shared machine one round's figures drift by a third.
 This prints figures; it asserts nothing.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import os
 import subprocess
 import sys
@@ -95,41 +98,84 @@ def commands_per_host(lab) -> tuple[float, int]:
 TRUST_BUNDLES = {"lab": "{{ hybridmail_trust_bundle }}", "default": ""}
 
 
-def bench_case(servers: int, forks: int, latency: float, kinds: list, workdir: str, trust_bundle: str = "lab") -> dict:
+def bench_case(servers: int, forks: int, latency: float, kinds: list, workdir: str, trust_bundle: str = "lab",
+               rounds: int = 1) -> dict:
     fleet_path = os.path.join(workdir, "fleet-%d.yml" % servers)
     if not os.path.exists(fleet_path):
         with open(fleet_path, "w", encoding="utf-8") as handle:
             yaml.safe_dump(generate_fleet(servers), handle, allow_unicode=True, sort_keys=False)
-    case = {"servers": servers, "forks": forks, "latency_s": latency, "trust_bundle": trust_bundle, "runs": {}}
+    case = {"servers": servers, "forks": forks, "latency_s": latency, "trust_bundle": trust_bundle, "rounds": rounds, "runs": {}}
+    measured = {kind: [] for kind in kinds}
     with running_lab(fleet_path, tmp_path=tempfile.mkdtemp(dir=workdir), latency=latency, startup_timeout=300) as lab:
-        for kind in kinds:
-            lab.reset_counters()
-            if kind in ROLE_PLAYBOOKS:
-                playbook = ROLE_PLAYBOOKS[kind]
-                # The lab's trust bundle, as for certificate_info: judged as the lab's Exchange Online judges.
-                # fail_on never: a rollout is not stopped by the servers a person has to fix.
-                extra = ["-e", "hybrid_readiness_report_dir=%s" % os.path.join(workdir, "reports-" + kind), "-e",
-                         "hybrid_readiness_fail_on=never", "-e", "hybrid_readiness_trust_bundle=" + TRUST_BUNDLES[trust_bundle]]
-            else:
-                playbook = os.path.join(workdir, kind + ".yml")
-                with open(playbook, "w", encoding="utf-8") as handle:
-                    handle.write(PLAYS[kind])
-                extra = ["-e", "hybridmail_benchmark_trust_bundle=" + TRUST_BUNDLES[trust_bundle]]
-            lab_cpu = process_cpu_s(lab.process.pid)
-            run = run_playbook(playbook, lab.inventory, forks, extra)
-            lab_cpu_after = process_cpu_s(lab.process.pid)
-            run["lab_cpu_ms_per_host"] = None if None in (lab_cpu, lab_cpu_after) else 1000.0 * (lab_cpu_after - lab_cpu) / servers
-            run["commands_per_host"], run["commands_max"] = commands_per_host(lab)
-            run["cpu_ms_per_host"] = 1000.0 * run["cpu_s"] / servers
-            run["latency_floor_s"] = math.ceil(servers / forks) * run["commands_per_host"] * latency
-            case["runs"][kind] = run
-    raw = case["runs"].get("raw")
-    if raw:
-        for kind, run in case["runs"].items():
-            run["wall_vs_raw"] = run["wall_s"] / raw["wall_s"]
-            run["cpu_vs_raw"] = run["cpu_s"] / raw["cpu_s"]
-            run["wall_vs_latency_floor"] = run["wall_s"] / run["latency_floor_s"] if run["latency_floor_s"] else None
+        # Rounds interleave the kinds (raw, info, audit, raw, info, audit, ...), so that a shared machine whose
+        # speed drifts during the benchmark slows every kind of a round alike; remediate changes the lab, so
+        # it runs once, after the last round.
+        for round_number in range(rounds):
+            for kind in kinds:
+                if kind == "remediate" and round_number != rounds - 1:
+                    continue
+                measured[kind].append(measure(lab, kind, servers, forks, latency, workdir, trust_bundle, round_number))
+    raws = measured.get("raw") or []
+    for kind, runs in measured.items():
+        for run, raw in zip(runs, raws[-len(runs):] if raws else [None] * len(runs)):
+            # Each run against the raw run of its own round.
+            run["wall_vs_raw"] = run["wall_s"] / raw["wall_s"] if raw else None
+            run["cpu_vs_raw"] = run["cpu_s"] / raw["cpu_s"] if raw else None
+        case["runs"][kind] = median_run(runs)
     return case
+
+
+def measure(lab, kind: str, servers: int, forks: int, latency: float, workdir: str, trust_bundle: str, round_number: int) -> dict:
+    lab.reset_counters()
+    if kind in ROLE_PLAYBOOKS:
+        playbook = ROLE_PLAYBOOKS[kind]
+        # The lab's trust bundle, as for certificate_info: judged as the lab's Exchange Online judges; the lab's
+        # inventory sets hybrid_readiness_trust_bundle (a path), as the README's lab commands use it.
+        # fail_on never: a rollout is not stopped by the servers a person has to fix.
+        extra = ["-e", "hybrid_readiness_report_dir=%s" % os.path.join(workdir, "reports-%s-%d" % (kind, round_number)), "-e",
+                 "hybrid_readiness_fail_on=never"]
+        if trust_bundle != "lab":
+            extra += ["-e", "hybrid_readiness_trust_bundle=" + TRUST_BUNDLES[trust_bundle]]
+    else:
+        playbook = os.path.join(workdir, kind + ".yml")
+        with open(playbook, "w", encoding="utf-8") as handle:
+            handle.write(PLAYS[kind])
+        extra = ["-e", "hybridmail_benchmark_trust_bundle=" + TRUST_BUNDLES[trust_bundle]]
+    lab_cpu = process_cpu_s(lab.process.pid)
+    run = run_playbook(playbook, lab.inventory, forks, extra)
+    lab_cpu_after = process_cpu_s(lab.process.pid)
+    run["lab_cpu_ms_per_host"] = None if None in (lab_cpu, lab_cpu_after) else 1000.0 * (lab_cpu_after - lab_cpu) / servers
+    run["commands_per_host"], run["commands_max"] = commands_per_host(lab)
+    run["cpu_ms_per_host"] = 1000.0 * run["cpu_s"] / servers
+    run["latency_floor_s"] = math.ceil(servers / forks) * run["commands_per_host"] * latency
+    run["wall_vs_latency_floor"] = run["wall_s"] / run["latency_floor_s"] if run["latency_floor_s"] else None
+    return run
+
+
+def median_run(runs: list) -> dict:
+    """One kind's figures over its rounds: the median of each figure (ratios too: each is the median of the
+    rounds' own ratios, not a ratio of medians), and for the ratios their range over the rounds."""
+    if len(runs) == 1:
+        return runs[0]
+    merged = {}
+    for key, value in runs[0].items():
+        values = [run[key] for run in runs]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and None not in values:
+            merged[key] = statistics.median(values)
+        else:
+            merged[key] = next((v for v in values if v), value)  # tail: the first run's that has one
+    merged["rc"] = max(run["rc"] for run in runs)
+    for ratio in ("wall_vs_raw", "cpu_vs_raw"):
+        values = [run[ratio] for run in runs if run.get(ratio) is not None]
+        merged[ratio + "_range"] = [min(values), max(values)] if values else None
+    return merged
+
+
+def ranges(run: dict) -> str:
+    """The ratios' ranges over the rounds, after a median line."""
+    if not run.get("wall_vs_raw_range"):
+        return ""
+    return "   rounds: wall/raw %.2f-%.2f cpu/raw %.2f-%.2f" % (tuple(run["wall_vs_raw_range"]) + tuple(run["cpu_vs_raw_range"]))
 
 
 def main() -> None:
@@ -138,6 +184,8 @@ def main() -> None:
     parser.add_argument("--forks", type=int, nargs="+", default=[10])
     parser.add_argument("--latency", type=float, nargs="+", default=[0.0], help="seconds the lab adds per command")
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run each kind this many times, interleaved, and print medians (and the ratios' ranges)")
     parser.add_argument("--trust-bundle", default="lab", choices=sorted(TRUST_BUNDLES),
                         help="lab: the lab's roots (default); default: certifi's, as most installations run")
     args = parser.parse_args()
@@ -152,13 +200,13 @@ def main() -> None:
         for servers in args.servers:
             for forks in args.forks:
                 for latency in args.latency:
-                    case = bench_case(servers, forks, latency, kinds, workdir, args.trust_bundle)
+                    case = bench_case(servers, forks, latency, kinds, workdir, args.trust_bundle, max(1, args.rounds))
                     cases.append(case)
                     for kind, run in case["runs"].items():
                         print("%7d %5d %7.3f  %-9s %8.2f %10.1f %10.1f %10.1f %12s %9.2f %8.2f %9.2f %4d" % (
                             servers, forks, latency, kind, run["wall_s"], run["cpu_ms_per_host"], run["lab_cpu_ms_per_host"] or 0, run["peak_rss_mb"],
                             "%.2f/%d" % (run["commands_per_host"], run["commands_max"]), run["latency_floor_s"], run.get("wall_vs_raw") or 0,
-                            run.get("cpu_vs_raw") or 0, run["rc"]), flush=True)
+                            run.get("cpu_vs_raw") or 0, run["rc"]) + ranges(run), flush=True)
                         if run["tail"]:
                             print("        output tail: %s" % run["tail"].replace("\n", " | "))
     print(json.dumps({"benchmark": "hybridmail.exchange fleet", "cases": [

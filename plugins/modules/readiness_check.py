@@ -90,6 +90,16 @@ options:
         C(playbooks/remediate.yml) only; the audit playbook fails every host that does not meet O(fail_on).
     type: bool
     default: false
+  vars_prefix:
+    description:
+      - Read each option this task does not set from the variable C(<vars_prefix>_<option>) where that variable
+        is defined (for example C(hybrid_readiness_fail_on) for O(fail_on)); options set in the task win.
+      - A variable's value is templated only when it is a template itself. Ansible compiles each templated task
+        argument in every host's worker process, so a role that passes its options this way (the
+        C(hybrid_readiness) role sets C(vars_prefix=hybrid_readiness)) saves a Jinja compile per option and host.
+      - A variable whose template fails fails the host, naming the option and the variable, before any server is contacted.
+    type: str
+    version_added: 0.2.0
   report_dir:
     description:
       - Directory on the controller of the run's reports. The host's record goes to its C(hosts/) subdirectory

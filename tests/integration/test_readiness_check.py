@@ -120,6 +120,49 @@ def test_option_mistakes_fail_before_any_round_trip(tmp_path):
     assert "mode" in messages["bad mode"] and "audit, enforce" in messages["bad mode"]
 
 
+def prefixed_check(inventory, tmp_path, name: str, play_vars: dict, **args):
+    """One readiness_check task with vars_prefix=checkvars under play_vars; as check()."""
+    playbook = tmp_path / ("%s.yml" % name)
+    playbook.write_text(yaml.safe_dump([{"hosts": "exchange", "gather_facts": False, "vars": play_vars, "tasks": [
+        {"hybridmail.exchange.readiness_check": dict(args, vars_prefix="checkvars")}]}]), encoding="utf-8")
+    tree = tmp_path / ("tree-%s" % name)
+    completed = run_ansible([str(playbook)], inventory, program="ansible-playbook",
+                            env={"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree", "ANSIBLE_CALLBACK_TREE_DIR": str(tree)})
+    return completed, {path.name: dict(json.loads(path.read_text(encoding="utf-8")),
+                                       failed="fatal: [%s]: FAILED! => " % path.name in completed.stdout)
+                       for path in tree.iterdir()}
+
+
+@pytest.mark.matrix
+def test_vars_prefix_reads_the_options_the_task_does_not_set_and_the_task_wins(tmp_path):
+    """The role's way of passing its options (readiness_check's vars_prefix): each option not in the task comes from
+    checkvars_<option>, templated when it is a template (the trust bundle here: with the default bundle the healthy
+    server would not be trusted), and an option the task sets wins over its variable (fail_on)."""
+    reports = tmp_path / "reports-from-vars"
+    play_vars = {"checkvars_trust_bundle": "{{ hybridmail_trust_bundle }}", "checkvars_report_dir": str(reports),
+                 "checkvars_fail_on": "never", "checkvars_event_lookback_days": 7, "checkvars_mode": "audit"}
+    with running_lab(write_fleet(tmp_path / "fleet.yml", hybrid_fleet({"EX01": "incident", "EX02": "healthy"})), tmp_path=tmp_path) as lab:
+        completed, results = prefixed_check(lab.inventory, tmp_path, "prefixed", play_vars, fail_on="critical")
+        servers = lab.status()["servers"]
+    assert completed.returncode == 2, completed.stdout + completed.stderr
+    # fail_on=critical from the task, not never from checkvars_fail_on: the incident fails, the healthy server passes.
+    assert {host: (r["failed"], r["compliant"]) for host, r in results.items()} == {"ex01": (True, False), "ex02": (False, True)}
+    assert all(r["record"].startswith(str(reports) + "/") for r in results.values())
+    assert all(s["mutations"] == [] and s["winrm"]["requests"]["Command"] == 1 for s in servers.values())
+
+
+def test_a_vars_prefix_variable_that_cannot_be_templated_fails_the_host_naming_it_before_any_round_trip(tmp_path):
+    play_vars = {"checkvars_report_dir": str(tmp_path / "reports"), "checkvars_min_key_size": "{{ no_such_variable }}"}
+    with running_lab(write_fleet(tmp_path / "fleet.yml", hybrid_fleet({"EX01": "healthy"})), tmp_path=tmp_path) as lab:
+        lab.reset_counters()
+        completed, results = prefixed_check(lab.inventory, tmp_path, "broken", play_vars)
+        commands = lab.status()["servers"]["EX01"]["winrm"]["requests"]["Command"]
+    assert completed.returncode == 2 and commands == 0, completed.stdout + completed.stderr
+    assert results["ex01"]["failed"]
+    assert results["ex01"]["msg"].startswith("ex01: option min_key_size from variable checkvars_min_key_size: ")
+    assert "no_such_variable" in results["ex01"]["msg"]
+
+
 @pytest.mark.matrix
 def test_the_role_reports_a_batch_in_which_no_server_answers(tmp_path):
     """Every server unreachable (the canary of a rollout, or a network outage): the task fails them, the play
