@@ -1,9 +1,10 @@
 """What a pipeline sees (issue 14.5): the audit playbook's exit code, and how a non-compliant fleet, a broken
 run and a bad option are told apart, through ansible-playbook, the real winrm plugin and the lab.
 
-ansible-playbook's exit code is 2 for all three (they are failed hosts to Ansible); report.json's "result"
-(compliant, not_compliant, broken) and the report task's line say which, and a refused run writes no
-report.json and says that no server was contacted. README "Exit codes" documents the same.
+A bad option stops the run on the controller before any server is contacted: exit code 1 (Ansible's own for an
+error), no report.json. A fleet that is not compliant and a broken run (a server that could not be judged) are
+failed hosts to Ansible, exit code 2; report.json's "result" (not_compliant, broken) and the report task's line
+say which. README "Exit codes" documents the same.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def test_compliant_not_compliant_broken_and_a_bad_option_each_say_what_they_are(
     assert "- **broken**: not every host was judged" in broken.summary
 
     output = refused.stdout + refused.stderr
-    assert refused.returncode == 2, output
+    assert refused.returncode == 1, output
+    assert "No server was contacted and nothing was changed." in output
     assert any(text in output for text in phrasings("value of hybrid_readiness_fail_on must be one of: critical, warning, never, got: sometimes"))
     assert commands == {"EX01": 0, "EX02": 0} and not (refused_dir / "report.json").exists()

@@ -49,7 +49,9 @@ def test_the_audit_playbook_refuses_enforce_from_extra_vars_before_contacting_a_
     assert completed.returncode != 0, output
     assert mutations(servers) == {} and commands(servers) == {"EX01": 0, "EX02": 0}, output
     assert "playbooks/hybrid_readiness.yml only audits, but hybrid_readiness_mode is 'enforce'" in output, output
-    assert "run playbooks/remediate.yml" in output and "Nothing was contacted and nothing was changed." in output
+    assert "run playbooks/remediate.yml" in output and "No server was contacted and nothing was changed." in output
+    # Refused on the controller, as a wrong option is: Ansible's exit code 1, not a failed host's 2.
+    assert completed.returncode == 1, output
 
 
 def test_the_audit_playbook_stays_read_only_even_when_its_refusal_is_skipped(tmp_path):
