@@ -22,10 +22,15 @@ KINDS = {"EX01": "incident", "EX02": "healthy", "EX03": "unbound"}
 
 def check(inventory, tmp_path, name: str, **args):
     """One readiness_check task on every host; (completed process, {host: result + "failed"})."""
-    playbook = tmp_path / ("%s.yml" % name)
     args = dict({"trust_bundle": "{{ hybridmail_trust_bundle }}", "report_dir": str(tmp_path / ("reports-%s" % name))}, **args)
-    playbook.write_text(yaml.safe_dump([{"hosts": "exchange", "gather_facts": False,
-                                         "tasks": [{"hybridmail.exchange.readiness_check": args}]}]), encoding="utf-8")
+    return run_play(inventory, tmp_path, name, {"hosts": "exchange", "gather_facts": False,
+                                                "tasks": [{"hybridmail.exchange.readiness_check": args}]})
+
+
+def run_play(inventory, tmp_path, name: str, play: dict):
+    """ansible-playbook of play; (completed process, {host: its task result + "failed"})."""
+    playbook = tmp_path / ("%s.yml" % name)
+    playbook.write_text(yaml.safe_dump([play]), encoding="utf-8")
     tree = tmp_path / ("tree-%s" % name)
     completed = run_ansible([str(playbook)], inventory, program="ansible-playbook",
                             env={"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree", "ANSIBLE_CALLBACK_TREE_DIR": str(tree)})
@@ -122,15 +127,8 @@ def test_option_mistakes_fail_before_any_round_trip(tmp_path):
 
 def prefixed_check(inventory, tmp_path, name: str, play_vars: dict, **args):
     """One readiness_check task with vars_prefix=checkvars under play_vars; as check()."""
-    playbook = tmp_path / ("%s.yml" % name)
-    playbook.write_text(yaml.safe_dump([{"hosts": "exchange", "gather_facts": False, "vars": play_vars, "tasks": [
-        {"hybridmail.exchange.readiness_check": dict(args, vars_prefix="checkvars")}]}]), encoding="utf-8")
-    tree = tmp_path / ("tree-%s" % name)
-    completed = run_ansible([str(playbook)], inventory, program="ansible-playbook",
-                            env={"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree", "ANSIBLE_CALLBACK_TREE_DIR": str(tree)})
-    return completed, {path.name: dict(json.loads(path.read_text(encoding="utf-8")),
-                                       failed="fatal: [%s]: FAILED! => " % path.name in completed.stdout)
-                       for path in tree.iterdir()}
+    return run_play(inventory, tmp_path, name, {"hosts": "exchange", "gather_facts": False, "vars": play_vars, "tasks": [
+        {"hybridmail.exchange.readiness_check": dict(args, vars_prefix="checkvars")}]})
 
 
 @pytest.mark.matrix
