@@ -24,8 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
