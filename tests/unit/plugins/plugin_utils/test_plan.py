@@ -524,7 +524,9 @@ def options(draw, server):
                              remove_untrusted=draw(st.booleans()), pin_connectors=draw(st.booleans()))
 
 
-PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# filter_too_much: assume() drops the blocked plans and unconverging readings, which for some seeds are most of the
+# drawn servers; Hypothesis then fails its health check rather than the property (seed 77149267672259455169229397259217916635, once in a make test run).
+PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
 def _has_trusted_smtp_certificate(server, verdicts, name) -> bool:
